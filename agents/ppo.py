@@ -1,0 +1,317 @@
+"""Proximal Policy Optimization with the clipped surrogate (PPO2), discrete or Gaussian.
+
+Schulman et al. 2017, "Proximal Policy Optimization Algorithms", eq. 7 (clipped surrogate)
+and eq. 9 (the combined objective with a value loss and an entropy bonus), with the
+implementation details of Huang et al. 2022, "The 37 Implementation Details of PPO":
+orthogonal init, GAE, per-minibatch advantage normalisation, a clipped value loss, global
+gradient-norm clipping, Adam with eps 1e-5 and optional linear learning-rate annealing.
+
+Each iteration acts `rollout_len` steps in `num_envs` vmapped envs, computes values and
+log-probabilities for the whole batch in one pass, estimates truncation-aware GAE
+advantages, then runs `num_epochs` epochs of `num_minibatches` shuffled minibatches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+import rlax
+from flax import struct
+
+from jaxrl import config as cfg
+from jaxrl import envs, losses, networks, returns, rollout, runner
+from jaxrl.config import ConfigError, hparam
+from jaxrl.types import Metrics, Params, PRNGKey, Transition
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    """Static PPO configuration. Defaults are PureJaxRL's CartPole settings.
+
+    Attributes:
+      env: registered environment id (`jaxrl list`).
+      num_envs: parallel environment copies per seed (`N`).
+      rollout_len: steps per env per iteration (`T`).
+      total_timesteps: env steps per seed over the whole run.
+      num_epochs: passes over each batch.
+      num_minibatches: minibatches per epoch; must divide `num_envs * rollout_len`.
+      hidden_sizes: widths of the actor's and the critic's hidden layers.
+      activation: hidden activation (`tanh`, `relu`, `gelu`, `elu`, `silu`).
+      shared_trunk: one torso for actor and critic instead of two.
+      anneal_lr: decay the learning rate linearly to 0 over the run.
+      clip_value_loss: use the clipped value loss (else plain squared error).
+      normalize_advantages: standardise advantages within each minibatch.
+      normalize_obs: normalise observations by running statistics (per env copy).
+    """
+
+    env: str = "CartPole-v1"
+    num_envs: int = 4
+    rollout_len: int = 128
+    total_timesteps: int = 500_000
+    num_epochs: int = 4
+    num_minibatches: int = 4
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    shared_trunk: bool = False
+    anneal_lr: bool = True
+    clip_value_loss: bool = True
+    normalize_advantages: bool = True
+    normalize_obs: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.env, str):
+            raise ConfigError(f"env must be a string environment id, got {self.env!r}")
+        envs.check_env_id(self.env)
+        cfg.check_positive_int(self, ("num_envs", "rollout_len", "total_timesteps",
+                                      "num_epochs", "num_minibatches"))
+        cfg.check_sizes("hidden_sizes", self.hidden_sizes)
+        cfg.check_choice("activation", self.activation, networks.ACTIVATIONS)
+        cfg.check_bool(self, ("shared_trunk", "anneal_lr", "clip_value_loss",
+                              "normalize_advantages", "normalize_obs"))
+        if self.batch_size % self.num_minibatches:
+            raise ConfigError(
+                f"num_minibatches ({self.num_minibatches}) must divide num_envs * rollout_len "
+                f"({self.num_envs} * {self.rollout_len} = {self.batch_size})")
+        if self.total_timesteps < self.batch_size:
+            raise ConfigError(
+                f"total_timesteps ({self.total_timesteps}) must be at least num_envs * "
+                f"rollout_len ({self.batch_size})")
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per iteration: `num_envs * rollout_len`."""
+        return self.num_envs * self.rollout_len
+
+    @property
+    def num_iterations(self) -> int:
+        """Rollout-and-update iterations in the run."""
+        return self.total_timesteps // self.batch_size
+
+    @property
+    def num_updates(self) -> int:
+        """Gradient steps in the run (for learning-rate annealing)."""
+        return self.num_iterations * self.num_epochs * self.num_minibatches
+
+
+@struct.dataclass
+class HParams:
+    """Traced scalar hyperparameters; a leading axis on every leaf sweeps them with `vmap`."""
+
+    learning_rate: jax.Array = hparam(2.5e-4, low=0.0, low_open=True)
+    gamma: jax.Array = hparam(0.99, low=0.0, high=1.0)
+    gae_lambda: jax.Array = hparam(0.95, low=0.0, high=1.0)
+    clip_eps: jax.Array = hparam(0.2, low=0.0, low_open=True)
+    ent_coef: jax.Array = hparam(0.01, low=0.0)
+    vf_coef: jax.Array = hparam(0.5, low=0.0)
+    max_grad_norm: jax.Array = hparam(0.5, low=0.0, low_open=True)
+
+    @classmethod
+    def create(cls, **values: float) -> "HParams":
+        """Validated hyperparameters from Python numbers; unset fields take the defaults."""
+        return cfg.make_hparams(cls, **values)
+
+
+@struct.dataclass
+class State:
+    """PPO training state for one seed."""
+
+    params: Params
+    opt_state: optax.OptState
+    env_state: Any  # gymnax state, leading axis N
+    obs: jax.Array  # [N, *obs_shape], the observations to act on next
+    step: jax.Array  # int32 scalar: gradient updates applied so far
+
+
+@struct.dataclass
+class Batch:
+    """A flat batch of transitions with what the PPO loss needs; leaves `[B, ...]`."""
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array  # log pi_old(a|s) at collection time
+    value: jax.Array  # V_old(s) at collection time
+    advantage: jax.Array  # GAE advantage
+    target: jax.Array  # advantage + value: the value regression target
+
+
+class Setup(struct.PyTreeNode):
+    """Static objects derived from a `Config` (built once per config, closed over)."""
+
+    env: Any = struct.field(pytree_node=False)
+    env_params: Any = struct.field(pytree_node=False)
+    spec: Any = struct.field(pytree_node=False)
+    network: networks.Network = struct.field(pytree_node=False)
+
+
+@functools.lru_cache(maxsize=None)
+def setup(config: Config) -> Setup:
+    """Build the wrapped environment, its spec and the network for `config` (cached)."""
+    env, env_params = envs.make(config.env)
+    spec = envs.env_spec(env, env_params)
+    if not spec.discrete:
+        env = envs.ClipAction(env, env_params)
+    if config.normalize_obs:
+        env = envs.NormalizeObservation(env)
+    env = envs.EpisodeStatistics(env)
+    network = networks.make_actor_critic(spec, config.hidden_sizes, config.activation,
+                                         shared_trunk=config.shared_trunk)
+    return Setup(env=env, env_params=env_params, spec=spec, network=network)
+
+
+def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
+    """Adam (eps 1e-5) after global-norm clipping, learning rate traced from `hparams`."""
+    lr = hparams.learning_rate
+    if config.anneal_lr:
+        lr = optax.linear_schedule(hparams.learning_rate, 0.0, config.num_updates)
+    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm),
+                       optax.adam(learning_rate=lr, eps=1e-5))
+
+
+def init(key: PRNGKey, config: Config, hparams: HParams) -> State:
+    """Fresh parameters, optimizer state and `num_envs` reset environments."""
+    s = setup(config)
+    params_key, env_key = jax.random.split(key)
+    params = s.network.init(params_key)
+    env_state, obs = rollout.reset_envs(s.env, s.env_params, env_key, config.num_envs)
+    return State(params=params, opt_state=optimizer(hparams, config).init(params),
+                 env_state=env_state, obs=obs, step=jnp.int32(0))
+
+
+def act(params: Params, obs: jax.Array, key: PRNGKey, config: Config) -> jax.Array:
+    """Sample an action for one observation `[*obs_shape]` from the current policy."""
+    s = setup(config)
+    policy_params, _ = s.network.apply(params, obs)
+    return networks.distribution(policy_params, s.spec.discrete).sample(seed=key)
+
+
+def greedy_act(params: Params, obs: jax.Array, key: PRNGKey, config: Config) -> jax.Array:
+    """The policy's mode for one observation (used for evaluation); `key` is unused."""
+    del key
+    s = setup(config)
+    policy_params, _ = s.network.apply(params, obs)
+    return networks.distribution(policy_params, s.spec.discrete).mode()
+
+
+def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
+    """PPO objective on a minibatch (eq. 9 of the paper, as a loss to minimise).
+
+    Args:
+      params: network parameters.
+      batch: `Batch` with leaves `[B, ...]`.
+
+    Returns:
+      `(total_loss, metrics)`: total = actor + vf_coef * value - ent_coef * entropy.
+    """
+    s = setup(config)
+    policy_params, value = s.network.apply(params, batch.obs)
+    dist = networks.distribution(policy_params, s.spec.discrete)
+    log_prob = dist.log_prob(batch.action)
+    log_ratio = log_prob - batch.log_prob
+    ratio = jnp.exp(log_ratio)
+    adv = batch.advantage
+    if config.normalize_advantages:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    actor_loss = rlax.clipped_surrogate_pg_loss(ratio, adv, hparams.clip_eps)
+    if config.clip_value_loss:
+        value_loss = jax.vmap(losses.clipped_value_loss, in_axes=(0, 0, 0, None))(
+            value, batch.value, batch.target, hparams.clip_eps).mean()
+    else:
+        value_loss = 0.5 * jnp.square(value - batch.target).mean()
+    entropy = dist.entropy().mean()
+    total = actor_loss + hparams.vf_coef * value_loss - hparams.ent_coef * entropy
+    metrics = {
+        "loss/total": total,
+        "loss/actor": actor_loss,
+        "loss/value": value_loss,
+        "loss/entropy": entropy,
+        # The low-variance KL estimator (ratio - 1) - log ratio (Schulman 2020, "k3").
+        "ppo/approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+        "ppo/clip_frac": (jnp.abs(ratio - 1.0) > hparams.clip_eps).mean(),
+    }
+    return total, metrics
+
+
+def update(state: State, batch: Batch, hparams: HParams, config: Config):
+    """One gradient step on one minibatch.
+
+    Returns:
+      `(state, metrics)` with the loss metrics and `opt/grad_norm`.
+    """
+    grads, metrics = jax.grad(loss, has_aux=True)(state.params, batch, hparams, config)
+    tx = optimizer(hparams, config)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "opt/grad_norm": optax.global_norm(grads)}
+    return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
+
+
+def learn(state: State, batch: Batch, key: PRNGKey, hparams: HParams, config: Config):
+    """`num_epochs` epochs of `update` over shuffled minibatches of a `[B]` batch.
+
+    Returns:
+      `(state, metrics)`, metrics averaged over all minibatch updates.
+    """
+
+    def epoch(state, epoch_key):
+        perm = jax.random.permutation(epoch_key, config.batch_size)
+        minibatches = jax.tree.map(
+            lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch)
+        return jax.lax.scan(lambda st, mb: update(st, mb, hparams, config), state, minibatches)
+
+    state, metrics = jax.lax.scan(epoch, state, jax.random.split(key, config.num_epochs))
+    return state, jax.tree.map(jnp.mean, metrics)
+
+
+def make_batch(params: Params, traj: Transition, hparams: HParams, config: Config) -> Batch:
+    """Values, log-probabilities and GAE for a `[T, N]` trajectory, flattened to `[T*N]`.
+
+    Values and log-probabilities are computed in one batched pass after the rollout (the
+    parameters have not changed since acting), which is cheaper than per step. On a
+    truncated step `next_obs` is the pre-reset observation, so its value bootstraps the
+    cut-off episode; on a terminated step the discount is zero.
+    """
+    s = setup(config)
+    policy_params, v_tm1 = s.network.apply(params, traj.obs)
+    _, v_t = s.network.apply(params, traj.next_obs)
+    log_prob = networks.distribution(policy_params, s.spec.discrete).log_prob(traj.action)
+    discount_t = hparams.gamma * (1.0 - traj.terminated.astype(jnp.float32))
+    cut_t = jnp.logical_or(traj.terminated, traj.truncated).astype(jnp.float32)
+    adv = returns.batched_gae(traj.reward, discount_t, v_tm1, v_t, cut_t, hparams.gae_lambda)
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731 - [T, N, ...] -> [T*N, ...]
+    return Batch(obs=flat(traj.obs), action=flat(traj.action), log_prob=flat(log_prob),
+                 value=flat(v_tm1), advantage=flat(adv), target=flat(adv + v_tm1))
+
+
+def iteration(state: State, key: PRNGKey, hparams: HParams, config: Config):
+    """Collect one rollout in every env copy, then learn from it.
+
+    Returns:
+      `(state, metrics)`: learning metrics and `episode/*` statistics of the rollout.
+    """
+    s = setup(config)
+    rollout_key, learn_key = jax.random.split(key)
+    collect = rollout.make_rollout(s.env, s.env_params,
+                                   functools.partial(act, config=config), config.rollout_len)
+    env_state, obs, traj, episodes = collect(state.params, state.env_state, state.obs,
+                                             rollout_key)
+    batch = make_batch(state.params, traj, hparams, config)
+    state = state.replace(env_state=env_state, obs=obs)
+    state, metrics = learn(state, batch, learn_key, hparams, config)
+    return state, {**metrics, **rollout.episode_metrics(episodes)}
+
+
+def make_parts(config: Config):
+    """`(init, iteration)` closed over `config`, for `jaxrl.runner`."""
+    return (lambda key, hparams: init(key, config, hparams),
+            lambda state, key, hparams: iteration(state, key, hparams, config))
+
+
+def make_train(config: Config):
+    """`train(key, hparams) -> (state, metrics[num_iterations])`, one pure function."""
+    init_fn, iteration_fn = make_parts(config)
+    return runner.make_train(init_fn, iteration_fn, config.num_iterations)

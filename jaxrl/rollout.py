@@ -1,0 +1,89 @@
+"""Acting in vectorised environments: `lax.scan` over a vmapped gymnax `step`.
+
+`reset_envs` starts `N` environment copies; `make_rollout` builds the function that acts
+for `T` steps in all of them and returns the `[T, N]` transitions plus the per-step episode
+statistics from `jaxrl.envs.EpisodeStatistics`. `episode_metrics` reduces those to scalars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxrl.types import EnvParams, EnvState, Metrics, Params, PRNGKey, Transition
+
+EPISODE_KEYS = ("episode/done", "episode/return", "episode/length")
+
+
+def reset_envs(env: Any, env_params: EnvParams, key: PRNGKey, num_envs: int):
+    """Reset `num_envs` copies of `env`.
+
+    Returns:
+      `(env_state, obs)` with a leading axis `N` on every leaf, obs `[N, *obs_shape]`.
+    """
+    keys = jax.random.split(key, num_envs)
+    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(keys, env_params)
+    return env_state, obs
+
+
+def make_rollout(env: Any, env_params: EnvParams,
+                 act: Callable[[Params, jax.Array, PRNGKey], jax.Array], num_steps: int):
+    """Build `rollout(params, env_state, obs, key)` acting `num_steps` in every env copy.
+
+    Args:
+      env: a gymnax environment wrapped in `EpisodeStatistics` (its info keys are read).
+      env_params: the environment's parameters (closed over, so they are constants).
+      act: `act(params, obs[*obs_shape], key) -> action` for one observation; vmapped here.
+      num_steps: `T`, steps per rollout.
+
+    Returns:
+      `rollout(params, env_state, obs[N, ...], key) -> (env_state, obs, traj, episodes)`
+      where `traj` is a `Transition` with leaves `[T, N, ...]` and `episodes` holds the
+      `[T, N]` arrays `episode/done`, `episode/return`, `episode/length`.
+    """
+    batched_act = jax.vmap(act, in_axes=(None, 0, 0))
+    batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def rollout(params: Params, env_state: EnvState, obs: jax.Array, key: PRNGKey):
+        num_envs = obs.shape[0]
+
+        def step(carry, step_key):
+            env_state, obs = carry
+            act_key, env_key = jax.random.split(step_key)
+            action = batched_act(params, obs, jax.random.split(act_key, num_envs))
+            next_obs, env_state, reward, terminated, truncated, info = batched_step(
+                jax.random.split(env_key, num_envs), env_state, action, env_params)
+            transition = Transition(
+                obs=obs, action=action, reward=reward.astype(jnp.float32),
+                terminated=terminated.astype(bool), truncated=truncated.astype(bool),
+                next_obs=info["final_observation"])
+            episodes = {k: info[k] for k in EPISODE_KEYS}
+            return (env_state, next_obs), (transition, episodes)
+
+        (env_state, obs), (traj, episodes) = jax.lax.scan(
+            step, (env_state, obs), jax.random.split(key, num_steps))
+        return env_state, obs, traj, episodes
+
+    return rollout
+
+
+def episode_metrics(episodes: dict[str, jax.Array]) -> Metrics:
+    """Mean return and length of the episodes completed in a rollout.
+
+    Args:
+      episodes: `[T, N]` arrays `episode/done`, `episode/return`, `episode/length`.
+
+    Returns:
+      Scalars `episode/return`, `episode/length` (NaN when no episode ended, so that no
+      zero is ever logged for an episode that did not happen) and `episode/count`.
+    """
+    done = episodes["episode/done"].astype(jnp.float32)
+    count = done.sum()
+    safe = jnp.maximum(count, 1.0)
+    nan = jnp.float32(jnp.nan)
+    ret = jnp.where(count > 0, (episodes["episode/return"] * done).sum() / safe, nan)
+    length = jnp.where(count > 0, (episodes["episode/length"] * done).sum() / safe, nan)
+    return {"episode/return": ret, "episode/length": length, "episode/count": count}
