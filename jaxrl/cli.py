@@ -1,0 +1,149 @@
+"""The `jaxrl` command line: `jaxrl train AGENT ...` and `jaxrl list`.
+
+Flags are generated from each agent's `Config` and `HParams` dataclasses, so every field
+has one (`--num-envs`, `--learning-rate`, `--anneal-lr/--no-anneal-lr`, ...). We build the
+parser with argparse rather than tyro so that every user error is exactly one line
+(`jaxrl: error: <field> ...`) with exit status 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from typing import Any, NoReturn
+
+from jaxrl.config import ConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_field_flags(parser: argparse.ArgumentParser, cls: Any, title: str,
+                     skip: tuple[str, ...] = ()) -> None:
+    group = parser.add_argument_group(title)
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        default = field.default
+        help_text = f"(default: {default})"
+        if isinstance(default, bool):
+            group.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction,
+                               default=None, help=help_text)
+        elif isinstance(default, tuple):
+            group.add_argument(_flag(field.name), nargs="+", type=int, default=None,
+                               metavar="N", help=help_text)
+        elif isinstance(default, (int, float, str)):
+            group.add_argument(_flag(field.name), type=type(default), default=None,
+                               metavar=type(default).__name__.upper(), help=help_text)
+
+
+def _collect(args: argparse.Namespace, cls: Any) -> dict[str, Any]:
+    out = {}
+    for field in dataclasses.fields(cls):
+        value = getattr(args, field.name, None)
+        if value is not None:
+            out[field.name] = tuple(value) if isinstance(field.default, tuple) else value
+    return out
+
+
+def _default_out(agent: str, env: str) -> str:
+    base = os.path.join("runs", f"{agent}-{env.replace('/', '-')}")
+    out, i = base, 1
+    while os.path.exists(os.path.join(out, "metrics.jsonl")):
+        out, i = f"{base}-{i}", i + 1
+    return out
+
+
+def _train(argv: list[str]) -> int:
+    from jaxrl.agents import REGISTRY
+
+    if not argv or argv[0].startswith("-"):
+        raise ConfigError(f"agent is required; allowed: {', '.join(REGISTRY)}")
+    agent_name = argv[0]
+    if agent_name not in REGISTRY:
+        raise ConfigError(f"agent {agent_name!r} is unknown; allowed: {', '.join(REGISTRY)}")
+    agent = REGISTRY[agent_name]
+    parser = _Parser(prog=f"jaxrl train {agent_name}",
+                     description=(agent.__doc__ or "").split("\n")[0])
+    run = parser.add_argument_group("run")
+    run.add_argument("--num-seeds", type=int, default=1, metavar="INT",
+                     help="seeds trained at once with vmap (default: 1)")
+    run.add_argument("--seed", type=int, default=0, metavar="INT", help="base seed (default: 0)")
+    run.add_argument("--out", default=None, help="run folder (default: runs/AGENT-ENV)")
+    run.add_argument("--devices", type=int, default=None, metavar="INT",
+                     help="local devices to shard seeds over (default: automatic)")
+    run.add_argument("--chunk-iterations", type=int, default=None, metavar="INT",
+                     help="iterations per jitted chunk between host logging (default: ~1/20)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace an earlier run in --out")
+    _add_field_flags(parser, agent.Config, "config (static)")
+    _add_field_flags(parser, agent.HParams, "hyperparameters (traced; sweepable)")
+    args = parser.parse_args(argv[1:])
+    if args.chunk_iterations is not None and args.chunk_iterations <= 0:
+        raise ConfigError(f"chunk_iterations must be a positive integer, got "
+                          f"{args.chunk_iterations}")
+    config = agent.Config(**_collect(args, agent.Config))
+    hparams = agent.HParams.create(**_collect(args, agent.HParams))
+
+    from jaxrl import experiment
+
+    out = args.out or _default_out(agent_name, config.env)
+    experiment.train(agent_name, agent, config, hparams, out, seed=args.seed,
+                     num_seeds=args.num_seeds, devices=args.devices,
+                     chunk_iterations=args.chunk_iterations, progress=not args.no_progress,
+                     overwrite=args.overwrite)
+    print(f"run folder: {out}")
+    return 0
+
+
+def _list(argv: list[str]) -> int:
+    if argv:
+        raise ConfigError(f"list takes no arguments, got {' '.join(argv)}")
+    from jaxrl import envs
+    from jaxrl.agents import REGISTRY
+
+    print("agents:")
+    for name, module in REGISTRY.items():
+        print(f"  {name:<12} {(module.__doc__ or '').strip().splitlines()[0]}")
+    print("environments:")
+    for env_id in envs.list_envs():
+        print(f"  {env_id}")
+    return 0
+
+
+COMMANDS = {"train": _train, "list": _list}
+USAGE = "usage: jaxrl {train AGENT [flags] | list}   (jaxrl train AGENT --help for flags)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `jaxrl` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not argv or argv[0] in ("-h", "--help"):
+            print(USAGE)
+            return 0 if argv else 2
+        command = argv[0]
+        if command not in COMMANDS:
+            raise ConfigError(f"command {command!r} is unknown; allowed: {', '.join(COMMANDS)}")
+        return COMMANDS[command](argv[1:])
+    except ConfigError as e:
+        print(f"jaxrl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jaxrl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

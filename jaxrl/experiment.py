@@ -1,0 +1,140 @@
+"""A run folder: train an agent over seeds and write config, metrics, curve and summary.
+
+This is what `jaxrl train` does, as a function notebooks can call too. The folder holds
+`config.json` (agent, env, config, hparams, run options, library versions),
+`metrics.jsonl` (per iteration, per seed), `learning_curve.png` and `summary.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from jaxrl import runner
+from jaxrl.config import ConfigError, to_dict
+from jaxrl.logger import JsonlLogger, Progress, print_summary, weighted_return
+from jaxrl.plotting import plot_curves
+
+FINAL_FRACTION = 0.05
+FINAL_RETURN_SOURCE = ("mean undiscounted return of the training episodes completed in the "
+                       "last 5% of iterations")
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of jaxrl and the libraries a run depends on."""
+    out = {}
+    for name in ("jaxrl", "jax", "jaxlib", "flax", "optax", "chex", "gymnax", "rlax",
+                 "distrax", "orbax-checkpoint", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def prepare_out_dir(out: str, *, overwrite: bool = False) -> None:
+    """Create `out`, refusing to clobber an earlier run unless `overwrite`.
+
+    Raises:
+      ConfigError: `out` holds a previous run, or cannot be created or written.
+    """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"out {out!r} exists and is not a directory")
+    if os.path.isdir(out) and os.path.exists(os.path.join(out, "metrics.jsonl")):
+        if not overwrite:
+            raise ConfigError(f"out {out!r} already holds a run (metrics.jsonl); choose "
+                              "another folder or pass --overwrite")
+        os.remove(os.path.join(out, "metrics.jsonl"))
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, ".write-test")
+        with open(probe, "w") as f:
+            f.write("")
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"out {out!r} is not writable: {e.strerror}") from None
+
+
+def final_returns(metrics: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-seed final return `[S]` from `[S, I]` metrics (see `FINAL_RETURN_SOURCE`)."""
+    num_iterations = metrics["episode/return"].shape[1]
+    tail = max(1, int(np.ceil(num_iterations * FINAL_FRACTION)))
+    return weighted_return(metrics["episode/return"][:, -tail:],
+                           metrics["episode/count"][:, -tail:])
+
+
+def summarize(agent_name: str, config: Any, result: runner.RunResult, num_seeds: int) -> dict:
+    """The `summary.json` contents for a finished run."""
+    per_seed = final_returns(result.metrics)
+    finite = per_seed[np.isfinite(per_seed)]
+    as_float = lambda x: None if not np.isfinite(x) else float(x)  # noqa: E731
+    return {
+        "agent": agent_name,
+        "env": config.env,
+        "num_seeds": num_seeds,
+        "total_timesteps": int(result.env_steps),
+        "final_return_mean": as_float(finite.mean()) if finite.size else None,
+        "final_return_std": as_float(finite.std()) if finite.size else None,
+        "per_seed_final_return": [as_float(x) for x in per_seed],
+        "final_return_source": FINAL_RETURN_SOURCE,
+        "wall_time_s": result.wall_time_s,
+        "compile_time_s": result.compile_time_s,
+        "train_time_s": result.train_time_s,
+        "env_steps_per_s": result.env_steps * num_seeds / max(result.train_time_s, 1e-9),
+    }
+
+
+def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
+          seed: int = 0, num_seeds: int = 1, devices: int | None = None,
+          chunk_iterations: int | None = None, progress: bool = True,
+          overwrite: bool = False, quiet: bool = False) -> dict:
+    """Train `num_seeds` seeds of `agent` and write the run folder `out`.
+
+    Args:
+      agent_name: CLI name of the agent (recorded in the files).
+      agent: the agent module (`jaxrl.agents.ppo`, ...).
+      config, hparams: the agent's `Config` and `HParams`.
+      out: run folder; must not already hold a run unless `overwrite`.
+
+    Returns:
+      The summary dict (also written to `summary.json`).
+    """
+    if type(num_seeds) is not int or num_seeds <= 0:
+        raise ConfigError(f"num_seeds must be a positive integer, got {num_seeds!r}")
+    if type(seed) is not int or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    runner.choose_devices(devices, num_seeds, config.num_envs)  # validate before any work
+    prepare_out_dir(out, overwrite=overwrite)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump({"agent": agent_name, "env": config.env, "config": to_dict(config),
+                   "hparams": to_dict(hparams),
+                   "run": {"seed": seed, "num_seeds": num_seeds, "devices": devices},
+                   "versions": library_versions()}, f, indent=2)
+
+    init_fn, iteration_fn = agent.make_parts(config)
+    callbacks = [JsonlLogger(os.path.join(out, "metrics.jsonl"), config.batch_size),
+                 Progress(config.num_iterations * config.batch_size,
+                          f"{agent_name} {config.env}", enabled=progress and not quiet)]
+    result = runner.run(init_fn, iteration_fn, num_iterations=config.num_iterations,
+                        steps_per_iteration=config.batch_size, hparams=hparams, seed=seed,
+                        num_seeds=num_seeds, chunk_iterations=chunk_iterations,
+                        devices=devices, num_envs=config.num_envs, callbacks=callbacks)
+    summary = summarize(agent_name, config, result, num_seeds)
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    steps = np.arange(1, config.num_iterations + 1) * config.batch_size
+    plot_curves([(agent_name, steps, result.metrics["episode/return"])],
+                os.path.join(out, "learning_curve.png"), title=f"{agent_name} on {config.env}")
+    if not quiet:
+        print_summary(summary)
+    return summary
+
+
+def config_fields(config_cls) -> list[dataclasses.Field]:
+    """The dataclass fields of a `Config` or `HParams` class, in declaration order."""
+    return list(dataclasses.fields(config_cls))

@@ -1,0 +1,133 @@
+"""Host-side logging: the JSONL metrics file, a progress bar, and the summary table.
+
+All of these are `runner.Callback`s that run between jitted chunks, never inside traced
+code. `metrics.jsonl` is the source of truth: one line per iteration, each metric a list
+over seeds (`null` where a seed had no value, e.g. no episode ended). It holds nothing
+that depends on the wall clock, so the same command gives the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+
+def _json_value(x: Any) -> Any:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+class JsonlLogger:
+    """Append one JSON line per iteration to `path`: iteration, env_steps, metrics per seed."""
+
+    def __init__(self, path: str, steps_per_iteration: int):
+        self.path = path
+        self.steps_per_iteration = steps_per_iteration
+        self._file = open(path, "a", encoding="utf-8")
+
+    def on_chunk(self, first_iteration: int, metrics: dict[str, np.ndarray], info: dict) -> None:
+        names = sorted(metrics)
+        count = next(iter(metrics.values())).shape[1] if metrics else 0
+        lines = []
+        for k in range(count):
+            it = first_iteration + k + 1
+            row = {"iteration": it, "env_steps": it * self.steps_per_iteration}
+            row.update({n: [_json_value(v) for v in metrics[n][:, k]] for n in names})
+            lines.append(json.dumps(row, separators=(",", ":")))
+        self._file.write("\n".join(lines) + "\n")
+        self._file.flush()
+
+    def on_end(self, result) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+
+def read_jsonl(path: str) -> Iterator[dict]:
+    """Yield the rows of a metrics file; a torn (unparsable) last line is skipped."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            if i >= len(lines) - 2:  # the last non-empty line: a crash mid-write
+                return
+            raise
+
+
+def weighted_return(returns: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Mean episode return per seed, weighting each iteration by its completed episodes.
+
+    Args:
+      returns: [S, I] mean return of the episodes completed in each iteration (NaN if none).
+      counts: [S, I] number of episodes completed in each iteration.
+
+    Returns:
+      [S] mean return over all those episodes (NaN for a seed with none).
+    """
+    counts = np.nan_to_num(counts.astype(np.float64))
+    total = np.nansum(np.where(counts > 0, returns * counts, 0.0), axis=1)
+    n = counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
+class Progress:
+    """A rich progress bar: env steps, steps per second and the latest mean return."""
+
+    def __init__(self, total_env_steps: int, description: str, *, enabled: bool = True):
+        self.enabled = enabled
+        self.total = total_env_steps
+        if not enabled:
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
+                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+        self._bar = RichProgress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("env steps"), TextColumn("{task.fields[rate]}"),
+            TextColumn("return {task.fields[ret]}"), TimeElapsedColumn(), TimeRemainingColumn())
+        self._task = self._bar.add_task(description, total=total_env_steps, rate="-", ret="-")
+        self._bar.start()
+
+    def on_chunk(self, first_iteration: int, metrics: dict[str, np.ndarray], info: dict) -> None:
+        if not self.enabled:
+            return
+        ret = metrics.get("episode/return")
+        text = "-"
+        if ret is not None and np.isfinite(ret).any():
+            text = f"{np.nanmean(ret[:, -max(1, ret.shape[1] // 4):]):.1f}"
+        rate = info["env_steps"] * info["num_seeds"] / max(info["elapsed_s"], 1e-9)
+        self._bar.update(self._task, completed=info["env_steps"], rate=f"{rate:,.0f}/s",
+                         ret=text)
+
+    def on_end(self, result) -> None:
+        if self.enabled:
+            self._bar.stop()
+
+
+def print_summary(summary: dict) -> None:
+    """Print the end-of-run summary as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summary['agent']} on {summary['env']}")
+    table.add_column("seed", justify="right")
+    table.add_column("final return", justify="right")
+    for i, r in enumerate(summary["per_seed_final_return"]):
+        table.add_row(str(i), "-" if r is None else f"{r:.2f}")
+    mean, std = summary["final_return_mean"], summary["final_return_std"]
+    table.add_row("mean ± std", "-" if mean is None else f"{mean:.2f} ± {std:.2f}")
+    console = Console()
+    console.print(table)
+    console.print(
+        f"{summary['total_timesteps']:,} env steps x {summary['num_seeds']} seeds in "
+        f"{summary['wall_time_s']:.1f} s (compile {summary['compile_time_s']:.1f} s, "
+        f"{summary['env_steps_per_s']:,.0f} env steps/s)")

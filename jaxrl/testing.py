@@ -1,0 +1,92 @@
+"""Test helpers for agents, public so users can property-test their own agents with chex.
+
+* Probe environments (re-exported from `jaxrl.envs.probes`): tiny MDPs with known values.
+* `assert_compiles_once`: a function traced once over repeated calls (no retracing).
+* `assert_tree_finite`: every floating leaf of a pytree is finite.
+* `assert_vmap_matches_separate`: seeds vmapped together give the same run as separately.
+* `assert_seeds_differ`: different seeds give different trajectories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl.envs.probes import (PROBES, ProbeActionReward, ProbeConstantReward,
+                               ProbeOneStepDelay, ProbeRewardEqualsObs, ProbeTimeLimitEndless)
+
+__all__ = ["PROBES", "ProbeActionReward", "ProbeConstantReward", "ProbeOneStepDelay",
+           "ProbeRewardEqualsObs", "ProbeTimeLimitEndless", "assert_compiles_once",
+           "assert_tree_finite", "assert_vmap_matches_separate", "assert_seeds_differ"]
+
+
+def assert_compiles_once(fn: Callable, arg_sets: Sequence[tuple], *,
+                         static_argnames: Sequence[str] = ()) -> list[Any]:
+    """Jit `fn` and call it on each argument tuple; fail if it is traced more than once.
+
+    `fn` must be a plain Python function (chex reads its source), not a `partial` or an
+    already-jitted function. Argument tuples must share shapes and dtypes.
+
+    Returns:
+      The outputs of every call.
+    """
+    chex.clear_trace_counter()
+    jitted = jax.jit(chex.assert_max_traces(fn, n=1), static_argnames=tuple(static_argnames))
+    outputs = [jitted(*args) for args in arg_sets]
+    jax.block_until_ready(outputs)
+    return outputs
+
+
+def assert_tree_finite(tree: Any, name: str = "tree") -> None:
+    """Fail, naming the offending leaves, if any floating leaf has a NaN or an infinity."""
+    bad = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        arr = np.asarray(leaf)
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            bad.append(jax.tree_util.keystr(path))
+    if bad:
+        raise AssertionError(f"{name} has non-finite leaves: {', '.join(bad)}")
+
+
+def _is_key(x: Any) -> bool:
+    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def assert_vmap_matches_separate(train: Callable, keys: jax.Array, hparams: Any, *,
+                                 rtol: float = 1e-6, atol: float = 1e-6,
+                                 exact: Callable[[Any], bool] | None = None) -> None:
+    """`jit(vmap(train))(keys)` equals `jit(train)(keys[s])` for every seed `s`.
+
+    Integer, boolean and key leaves (actions, counters, PRNG keys) must match exactly;
+    floating leaves to `rtol`/`atol` (JAX does not promise bitwise equality of batched
+    reductions). `exact(leaf)` can mark more leaves for exact comparison.
+    """
+    batched = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, hparams)
+    single = jax.jit(train)
+    for s in range(keys.shape[0]):
+        separate = single(keys[s], hparams)
+        mine = jax.tree.map(lambda x: x[s], batched)
+        for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(mine),
+                                jax.tree.leaves(separate)):
+            where = f"seed {s} leaf {jax.tree_util.keystr(path)}"
+            if _is_key(a):
+                a, b = jax.random.key_data(a), jax.random.key_data(b)
+            a, b = np.asarray(a), np.asarray(b)
+            if (not np.issubdtype(a.dtype, np.floating)) or (exact and exact(a)):
+                np.testing.assert_array_equal(a, b, err_msg=where)
+            else:
+                np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=where)
+
+
+def assert_seeds_differ(values: np.ndarray, name: str = "values") -> None:
+    """Fail unless every pair of seeds (rows of `values`) differs somewhere."""
+    values = np.asarray(values).reshape(values.shape[0], -1)
+    for i in range(values.shape[0]):
+        for j in range(i + 1, values.shape[0]):
+            if np.array_equal(values[i], values[j]):
+                raise AssertionError(f"{name}: seeds {i} and {j} are identical")
