@@ -19,7 +19,7 @@ test: $(BIN)/jaxrl  ## the default suite (slow learning checks excluded)
 	$(BIN)/python -m pytest -n 2 -q
 
 test-slow: $(BIN)/jaxrl  ## learning checks with fixed seeds and honest thresholds
-	$(BIN)/python -m pytest -n 2 -q -m slow -p no:randomly
+	$(BIN)/python -m pytest -n 2 -q -m slow
 
 bench: $(BIN)/jaxrl
 	$(BIN)/python bench/ppo_cartpole.py
