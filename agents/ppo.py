@@ -150,7 +150,16 @@ class Setup(struct.PyTreeNode):
 
 @functools.lru_cache(maxsize=None)
 def setup(config: Config) -> Setup:
-    """Build the wrapped environment, its spec and the network for `config` (cached)."""
+    """Build the wrapped environment, its spec and the network for `config` (cached).
+
+    The first call may happen inside a trace; compile-time evaluation keeps any arrays the
+    env constructors make concrete, so the cache never holds a tracer.
+    """
+    with jax.ensure_compile_time_eval():
+        return _build_setup(config)
+
+
+def _build_setup(config: Config) -> Setup:
     env, env_params = envs.make(config.env)
     spec = envs.env_spec(env, env_params)
     if not spec.discrete:
@@ -246,7 +255,7 @@ def update(state: State, batch: Batch, hparams: HParams, config: Config):
     tx = optimizer(hparams, config)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "opt/grad_norm": optax.global_norm(grads)}
+    metrics = {**metrics, "opt/grad_norm": optax.tree.norm(grads)}
     return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
 

@@ -119,7 +119,7 @@ def make_actor_critic(spec: EnvSpec, hidden_sizes: Sequence[int] = (64, 64),
     module = ActorCritic(action_dim=spec.action_dim, discrete=spec.discrete,
                          hidden_sizes=tuple(hidden_sizes), activation=activation,
                          shared_trunk=shared_trunk, obs_ndim=len(spec.obs_shape))
-    dummy = jnp.zeros(spec.obs_shape, jnp.float32)
+    dummy = np.zeros(spec.obs_shape, np.float32)  # NumPy: safe to build under a trace
     return Network(init=lambda key, obs=dummy: module.init(key, obs), apply=module.apply)
 
 
