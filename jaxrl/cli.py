@@ -130,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `jaxrl` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if not argv or argv[0] in ("-h", "--help"):
+        if argv and argv[0] in ("-h", "--help"):
             print(USAGE)
-            return 0 if argv else 2
+            return 0
+        if not argv:
+            raise ConfigError(f"command is required; allowed: {', '.join(COMMANDS)} ({USAGE})")
         command = argv[0]
         if command not in COMMANDS:
             raise ConfigError(f"command {command!r} is unknown; allowed: {', '.join(COMMANDS)}")

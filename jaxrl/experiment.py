@@ -17,13 +17,9 @@ import numpy as np
 
 from jaxrl import runner
 from jaxrl.config import ConfigError, to_dict
-from jaxrl.logger import JsonlLogger, Progress, print_summary, weighted_return
+from jaxrl.logger import (FINAL_RETURN_SOURCE, JsonlLogger, Progress, final_returns,
+                          print_summary)
 from jaxrl.plotting import plot_curves
-
-FINAL_FRACTION = 0.05
-FINAL_RETURN_SOURCE = ("mean undiscounted return of the training episodes completed in the "
-                       "last 5% of iterations")
-
 
 def library_versions() -> dict[str, str]:
     """Installed versions of jaxrl and the libraries a run depends on."""
@@ -58,14 +54,6 @@ def prepare_out_dir(out: str, *, overwrite: bool = False) -> None:
         os.remove(probe)
     except OSError as e:
         raise ConfigError(f"out {out!r} is not writable: {e.strerror}") from None
-
-
-def final_returns(metrics: dict[str, np.ndarray]) -> np.ndarray:
-    """Per-seed final return `[S]` from `[S, I]` metrics (see `FINAL_RETURN_SOURCE`)."""
-    num_iterations = metrics["episode/return"].shape[1]
-    tail = max(1, int(np.ceil(num_iterations * FINAL_FRACTION)))
-    return weighted_return(metrics["episode/return"][:, -tail:],
-                           metrics["episode/count"][:, -tail:])
 
 
 def summarize(agent_name: str, config: Any, result: runner.RunResult, num_seeds: int) -> dict:

@@ -63,21 +63,38 @@ def read_jsonl(path: str) -> Iterator[dict]:
             raise
 
 
+FINAL_FRACTION = 0.05
+FINAL_RETURN_SOURCE = ("mean undiscounted return of the training episodes completed in the "
+                       "last 5% of iterations")
+
+
 def weighted_return(returns: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Mean episode return per seed, weighting each iteration by its completed episodes.
+    """Mean episode return over the last axis, weighting iterations by completed episodes.
 
     Args:
-      returns: [S, I] mean return of the episodes completed in each iteration (NaN if none).
-      counts: [S, I] number of episodes completed in each iteration.
+      returns: [..., I] mean return of the episodes completed in each iteration (NaN if none).
+      counts: [..., I] number of episodes completed in each iteration.
 
     Returns:
-      [S] mean return over all those episodes (NaN for a seed with none).
+      [...] mean return over all those episodes (NaN where there were none).
     """
-    counts = np.nan_to_num(counts.astype(np.float64))
-    total = np.nansum(np.where(counts > 0, returns * counts, 0.0), axis=1)
-    n = counts.sum(axis=1)
+    returns = np.asarray(returns, np.float64)
+    counts = np.nan_to_num(np.asarray(counts, np.float64))
+    total = np.where(counts > 0, np.nan_to_num(returns) * counts, 0.0).sum(axis=-1)
+    n = counts.sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
+def final_returns(metrics: dict[str, np.ndarray], fraction: float = FINAL_FRACTION):
+    """The final return `[...]` from `[..., I]` metrics: see `FINAL_RETURN_SOURCE`.
+
+    The window is the last `ceil(fraction * I)` iterations (at least one).
+    """
+    num_iterations = np.shape(metrics["episode/return"])[-1]
+    tail = max(1, int(np.ceil(num_iterations * fraction)))
+    return weighted_return(np.asarray(metrics["episode/return"])[..., -tail:],
+                           np.asarray(metrics["episode/count"])[..., -tail:])
 
 
 class Progress:

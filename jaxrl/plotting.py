@@ -12,33 +12,36 @@ from jaxrl.logger import read_jsonl
 
 def forward_fill(values: np.ndarray) -> np.ndarray:
     """Carry the last finite value forward along the last axis (NaN until the first)."""
-    out = np.array(values, dtype=np.float64, copy=True)
-    for idx in np.ndindex(out.shape[:-1]):
-        row = out[idx]
-        last = np.nan
-        for t in range(row.shape[0]):
-            if np.isfinite(row[t]):
-                last = row[t]
-            else:
-                row[t] = last
-    return out
+    values = np.asarray(values, dtype=np.float64)
+    idx = np.where(np.isfinite(values), np.arange(values.shape[-1]), 0)
+    idx = np.maximum.accumulate(idx, axis=-1)
+    filled = np.take_along_axis(values, idx, axis=-1)
+    seen = np.maximum.accumulate(np.isfinite(values), axis=-1)
+    return np.where(seen, filled, np.nan)
 
 
-def mean_and_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over seeds and a 95% normal-approximation confidence interval of the mean.
+def mean_and_band(values: np.ndarray, confidence: float = 0.95):
+    """Mean over seeds and a Student-t confidence interval of that mean.
 
     Args:
       values: [S, I] per-seed curves (NaN where a seed has no value yet).
+      confidence: coverage of the interval (t quantile with n-1 degrees of freedom, so a
+        band over 2-4 seeds is honestly wide).
 
     Returns:
-      `(mean, low, high)`, each `[I]`; with one seed the band collapses to the mean.
+      `(mean, low, high)`, each `[I]`; where fewer than two seeds have a value the band
+      collapses to the mean.
     """
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    n = np.sum(np.isfinite(values), axis=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before any episode
         mean = np.nanmean(values, axis=0)
-        n = np.sum(np.isfinite(values), axis=0)
-        std = np.nanstd(values, axis=0, ddof=1) if values.shape[0] > 1 else np.zeros_like(mean)
-    half = np.where(n > 1, 1.96 * np.nan_to_num(std) / np.sqrt(np.maximum(n, 1)), 0.0)
+        std = np.nanstd(values, axis=0, ddof=1)
+    quantile = stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1))
+    half = np.where(n > 1, quantile * np.nan_to_num(std) / np.sqrt(np.maximum(n, 1)), 0.0)
     return mean, mean - half, mean + half
 
 
@@ -51,20 +54,26 @@ def load_curve(run_dir: str, metric: str = "episode/return"):
     return steps, vals
 
 
-def plot_curves(curves: list[tuple[str, np.ndarray, np.ndarray]], out_path: str, *,
-                ylabel: str = "episode return", xlabel: str = "env steps",
-                title: str | None = None) -> str:
-    """Plot `(label, x[I], values[S, I])` curves on one figure and save a PNG.
+def plot_curves(curves: list[tuple[str, np.ndarray, np.ndarray]],
+                out_path: str | None = None, *, ax=None, ylabel: str = "episode return",
+                xlabel: str = "env steps", title: str | None = None):
+    """Plot `(label, x[I], values[S, I])` curves on one axes; optionally save a PNG.
 
     Each curve is forward-filled per seed (an iteration with no finished episode keeps the
-    previous value), then drawn as the mean with a shaded 95% band over seeds.
+    previous value), then drawn as the mean with a shaded 95% t-interval over seeds. Uses a
+    `matplotlib.figure.Figure` directly (no pyplot, no backend switch), so it is safe in
+    notebooks and headless runs alike.
+
+    Returns:
+      The figure.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if ax is None:
+        fig = Figure(figsize=(7, 4.5))
+        ax = fig.subplots()
+    else:
+        fig = ax.figure
     for label, x, values in curves:
         mean, low, high = mean_and_band(forward_fill(values))
         line, = ax.plot(x, mean, label=f"{label} ({values.shape[0]} seeds)")
@@ -76,6 +85,6 @@ def plot_curves(curves: list[tuple[str, np.ndarray, np.ndarray]], out_path: str,
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
-    return out_path
+    if out_path is not None:
+        fig.savefig(out_path, dpi=120)
+    return fig
