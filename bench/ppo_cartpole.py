@@ -222,15 +222,39 @@ def _last_json_line(text: str) -> dict:
     raise ValueError("no JSON line in output")
 
 
+def _busy_cpu_s() -> float | None:
+    """System-wide busy CPU seconds so far (all cores), from /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _run_json(cmd: list[str], label: str, timeout: float | None = None) -> dict:
     print(f"--> {label}", flush=True)
+    busy0, child0 = _busy_cpu_s(), _children_cpu_s()
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        print(f"    TIMEOUT after {timeout}s", flush=True)
-        return {"error": f"timeout after {timeout}s"}
+        # A hang (not slowness) is the usual cause: every run here takes well under
+        # the default timeout on a 2-core CPU.
+        print(f"    TIMEOUT after {timeout}s (hung?)", flush=True)
+        return {"error": f"timeout after {timeout}s (hung?)"}
     wall = time.perf_counter() - t0
+    # CPU used by processes other than this measurement, in cores on average: a
+    # measure of how disturbed the numbers are (the machine should be idle).
+    busy1, child1 = _busy_cpu_s(), _children_cpu_s()
+    other = None if busy0 is None else max(0.0, (busy1 - busy0) - (child1 - child0)) / wall
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         print(f"    FAILED (rc={proc.returncode}, {wall:.0f}s):\n{tail}", flush=True)
@@ -240,6 +264,9 @@ def _run_json(cmd: list[str], label: str, timeout: float | None = None) -> dict:
             print(f"    {line}", flush=True)
     res = _last_json_line(proc.stdout)
     res["process_wall_s"] = wall
+    res["other_cpu_cores"] = other
+    if other is not None and other > 0.25:
+        print(f"    WARNING: other processes used {other:.2f} cores meanwhile", flush=True)
     print(f"    done in {wall:.0f}s", flush=True)
     return res
 
@@ -306,6 +333,12 @@ def _get(d: dict | None, *path):
     return d
 
 
+def _all_results(results: dict) -> list[dict]:
+    out = [results.get("peer")]
+    out += list(results.get("ceiling", {}).values()) + list(results.get("ours", {}).values())
+    return [r for r in out if isinstance(r, dict)]
+
+
 def _ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
@@ -325,7 +358,7 @@ def main() -> None:
                    help="vmapped seeds for the peer's multi-seed run (1 = skip it)")
     p.add_argument("--ceiling-steps", type=int, default=2_000_000,
                    help="env steps per timed call of the raw-env ceiling (large env counts)")
-    p.add_argument("--timeout", type=float, default=1800, help="per subprocess, seconds")
+    p.add_argument("--timeout", type=float, default=600, help="per subprocess, seconds")
     p.add_argument("--json-out", type=str, default=None)
     # Internal: subprocess workers.
     p.add_argument("--worker", choices=["ceiling", "jaxrl"], help=argparse.SUPPRESS)
@@ -464,6 +497,12 @@ def main() -> None:
     print("-" * 100)
     print("compile s = jit(f).lower() + .compile(); run s = median of "
           f"{R} compiled calls; steps/s = env steps (all seeds) / run s")
+    others = [r["other_cpu_cores"] for r in _all_results(results)
+              if r.get("other_cpu_cores") is not None]
+    if others and max(others) > 0.25:
+        print(f"WARNING: the machine was not idle: other processes used up to "
+              f"{max(others):.2f} of {machine['cpu_cores']} cores during a measurement "
+              f"(see other_cpu_cores in the JSON); numbers may be disturbed.")
     print("-" * 100)
     for k, v in ratios.items():
         print(f"{k:<72} {_fmt(v, '.3f')}")

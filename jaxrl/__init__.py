@@ -6,4 +6,28 @@ one jit-compiled function of a PRNG key, vmappable over seeds and hyperparameter
 (`jaxrl.runner`).
 """
 
+import os as _os
+import warnings as _warnings
+
 __version__ = "0.1.0"
+
+# XLA:CPU (jaxlib 0.10.x) can deadlock when it runs a vmapped training loop of 6 or more
+# seeds a second time: every worker thread parks and `block_until_ready` never returns
+# (reproduced 3/3 at 8 seeds x 40 PPO iterations; see bench/RESULTS.md). Its
+# concurrency-optimised thunk scheduler is the trigger: with it off, 16/16 calls finished
+# and single-seed speed was unchanged. The flag only affects the CPU backend, and it must be
+# set before the backend starts, so we set it at import unless the user chose a value.
+_FLAG = "xla_cpu_enable_concurrency_optimized_scheduler"
+if _FLAG not in _os.environ.get("XLA_FLAGS", ""):
+    _os.environ["XLA_FLAGS"] = f"{_os.environ.get('XLA_FLAGS', '')} --{_FLAG}=false".strip()
+    try:
+        from jax._src import xla_bridge as _xla_bridge
+
+        if _xla_bridge.backends_are_initialized():
+            _warnings.warn(
+                "jaxrl was imported after JAX started its backends, so the XLA:CPU "
+                f"workaround --{_FLAG}=false could not take effect; import jaxrl first (or "
+                "set it in XLA_FLAGS) to avoid rare hangs of vmapped runs on CPU",
+                RuntimeWarning, stacklevel=2)
+    except ImportError:  # a JAX without this private module: nothing to check
+        pass

@@ -116,3 +116,27 @@ def test_sharded_run_equals_unsharded():
         assert out[name]["param_diff"] <= 1e-5, out
     assert out["seeds"]["spec"].startswith("P('d'"), out
     assert out["envs"]["spec"].startswith("P(None, 'd'"), out
+
+
+HANG_SCRIPT = textwrap.dedent("""
+    import jaxrl  # sets the XLA:CPU workaround before JAX starts its backend
+    import jax
+    from jaxrl.agents import ppo
+    config = ppo.Config(total_timesteps=512 * 40)
+    fn = jax.jit(jax.vmap(ppo.make_train(config), in_axes=(0, None)))
+    keys = jax.random.split(jax.random.key(0), 8)
+    compiled = fn.lower(keys, ppo.HParams.create()).compile()
+    for _ in range(3):
+        jax.block_until_ready(compiled(keys, ppo.HParams.create()))
+    print("DONE")
+""")
+
+
+def test_repeated_vmapped_runs_do_not_hang():
+    # Without jaxrl's XLA flag this deadlocked on the second call, 3 times out of 3.
+    proc = subprocess.run([sys.executable, "-c", HANG_SCRIPT], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert proc.returncode == 0 and "DONE" in proc.stdout, proc.stderr[-2000:]
+    assert "xla_cpu_enable_concurrency_optimized_scheduler=false" in subprocess.run(
+        [sys.executable, "-c", "import os, jaxrl; print(os.environ['XLA_FLAGS'])"],
+        capture_output=True, text=True).stdout
