@@ -13,7 +13,7 @@ $(BIN)/jaxrl: pyproject.toml
 install: $(BIN)/jaxrl
 
 demo: $(BIN)/jaxrl  ## PPO on CartPole-v1, 4 vmapped seeds, 5e5 steps each (~1 min on 2 cores)
-	$(BIN)/jaxrl train ppo --env CartPole-v1 --num-seeds 4 --total-timesteps 500000 --out runs/demo-ppo-cartpole --overwrite
+	$(BIN)/jaxrl train ppo --env CartPole-v1 --num-seeds 4 --total-timesteps 500000 --eval-episodes 16 --out runs/demo-ppo-cartpole --overwrite
 
 test: $(BIN)/jaxrl  ## the default suite (slow learning checks excluded)
 	$(BIN)/python -m pytest -n 2 -q

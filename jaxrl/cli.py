@@ -84,6 +84,8 @@ def _train(argv: list[str]) -> int:
                      help="local devices to shard seeds over (default: automatic)")
     run.add_argument("--chunk-iterations", type=int, default=None, metavar="INT",
                      help="iterations per jitted chunk between host logging (default: ~1/20)")
+    run.add_argument("--eval-episodes", type=int, default=0, metavar="INT",
+                     help="greedy evaluation episodes per seed after training (default: 0)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--overwrite", action="store_true",
                      help="replace an earlier run in --out")
@@ -102,7 +104,7 @@ def _train(argv: list[str]) -> int:
     experiment.train(agent_name, agent, config, hparams, out, seed=args.seed,
                      num_seeds=args.num_seeds, devices=args.devices,
                      chunk_iterations=args.chunk_iterations, progress=not args.no_progress,
-                     overwrite=args.overwrite)
+                     overwrite=args.overwrite, eval_episodes=args.eval_episodes)
     print(f"run folder: {out}")
     return 0
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxrl import runner
+from jaxrl import rollout, runner
 from jaxrl.config import ConfigError, to_dict
 from jaxrl.logger import (FINAL_RETURN_SOURCE, JsonlLogger, Progress, final_returns,
                           print_summary)
@@ -56,6 +56,26 @@ def prepare_out_dir(out: str, *, overwrite: bool = False) -> None:
         raise ConfigError(f"out {out!r} is not writable: {e.strerror}") from None
 
 
+def evaluate(agent: Any, config: Any, params: Any, *, num_episodes: int, seed: int) -> np.ndarray:
+    """Greedy returns `[S, num_episodes]` of seed-batched `params`, one episode per env copy.
+
+    Uses the agent's `greedy_act` on fresh environments (seeded apart from training), for
+    the env's time limit plus one step so every episode can end.
+    """
+    import functools
+
+    import jax
+
+    s = agent.setup(config)
+    max_steps = int(getattr(s.env_params, "max_steps_in_episode", 1000)) + 1
+    evaluate_one = rollout.make_evaluate(
+        s.env, s.env_params, functools.partial(agent.greedy_act, config=config), num_episodes,
+        max_steps)
+    num_seeds = jax.tree.leaves(params)[0].shape[0]
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 0x5EED), num_seeds)
+    return np.asarray(jax.jit(jax.vmap(evaluate_one))(params, keys))
+
+
 def summarize(agent_name: str, config: Any, result: runner.RunResult, num_seeds: int) -> dict:
     """The `summary.json` contents for a finished run."""
     per_seed = final_returns(result.metrics)
@@ -80,7 +100,7 @@ def summarize(agent_name: str, config: Any, result: runner.RunResult, num_seeds:
 def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
           seed: int = 0, num_seeds: int = 1, devices: int | None = None,
           chunk_iterations: int | None = None, progress: bool = True,
-          overwrite: bool = False, quiet: bool = False) -> dict:
+          overwrite: bool = False, quiet: bool = False, eval_episodes: int = 0) -> dict:
     """Train `num_seeds` seeds of `agent` and write the run folder `out`.
 
     Args:
@@ -88,6 +108,8 @@ def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
       agent: the agent module (`jaxrl.agents.ppo`, ...).
       config, hparams: the agent's `Config` and `HParams`.
       out: run folder; must not already hold a run unless `overwrite`.
+      eval_episodes: if > 0, also evaluate the final greedy policy on this many episodes
+        per seed and record `eval_return_*` in the summary.
 
     Returns:
       The summary dict (also written to `summary.json`).
@@ -96,6 +118,8 @@ def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
         raise ConfigError(f"num_seeds must be a positive integer, got {num_seeds!r}")
     if type(seed) is not int or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if type(eval_episodes) is not int or eval_episodes < 0:
+        raise ConfigError(f"eval_episodes must be a non-negative integer, got {eval_episodes!r}")
     runner.choose_devices(devices, num_seeds, config.num_envs)  # validate before any work
     prepare_out_dir(out, overwrite=overwrite)
     with open(os.path.join(out, "config.json"), "w") as f:
@@ -113,6 +137,16 @@ def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
                         num_seeds=num_seeds, chunk_iterations=chunk_iterations,
                         devices=devices, num_envs=config.num_envs, callbacks=callbacks)
     summary = summarize(agent_name, config, result, num_seeds)
+    if eval_episodes:
+        returns = evaluate(agent, config, result.state.params, num_episodes=eval_episodes,
+                           seed=seed)
+        per_seed = np.nanmean(returns, axis=1)
+        summary.update({"eval_episodes": eval_episodes,
+                        "eval_return_mean": float(np.nanmean(per_seed)),
+                        "eval_return_std": float(np.nanstd(per_seed)),
+                        "per_seed_eval_return": [float(x) for x in per_seed],
+                        "eval_return_source": "greedy policy after training, first episode "
+                                              "of each of eval_episodes fresh env copies"})
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     steps = np.arange(1, config.num_iterations + 1) * config.batch_size

@@ -136,12 +136,19 @@ def print_summary(summary: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"{summary['agent']} on {summary['env']}")
+    evals = summary.get("per_seed_eval_return")
     table.add_column("seed", justify="right")
     table.add_column("final return", justify="right")
+    if evals is not None:
+        table.add_column("greedy eval return", justify="right")
+    fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
     for i, r in enumerate(summary["per_seed_final_return"]):
-        table.add_row(str(i), "-" if r is None else f"{r:.2f}")
+        table.add_row(str(i), fmt(r), *([fmt(evals[i])] if evals is not None else []))
     mean, std = summary["final_return_mean"], summary["final_return_std"]
-    table.add_row("mean ± std", "-" if mean is None else f"{mean:.2f} ± {std:.2f}")
+    row = ["mean ± std", "-" if mean is None else f"{mean:.2f} ± {std:.2f}"]
+    if evals is not None:
+        row.append(f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f}")
+    table.add_row(*row)
     console = Console()
     console.print(table)
     console.print(

@@ -87,3 +87,33 @@ def episode_metrics(episodes: dict[str, jax.Array]) -> Metrics:
     ret = jnp.where(count > 0, (episodes["episode/return"] * done).sum() / safe, nan)
     length = jnp.where(count > 0, (episodes["episode/length"] * done).sum() / safe, nan)
     return {"episode/return": ret, "episode/length": length, "episode/count": count}
+
+
+def make_evaluate(env: Any, env_params: EnvParams,
+                  act: Callable[[Params, jax.Array, PRNGKey], jax.Array], num_episodes: int,
+                  max_steps: int):
+    """Build `evaluate(params, key) -> returns[num_episodes]`: one episode per env copy.
+
+    Each of `num_episodes` fresh env copies is run with `act` (e.g. a greedy policy) for
+    `max_steps` steps; the undiscounted return of its *first* completed episode is kept, so
+    short episodes are not over-represented. A copy whose first episode did not end within
+    `max_steps` gives NaN (choose `max_steps` at least the env's time limit).
+
+    Args:
+      env: a gymnax environment wrapped in `EpisodeStatistics`.
+      act: `act(params, obs[*obs_shape], key) -> action` for one observation.
+      num_episodes: env copies, one episode each.
+      max_steps: steps to run.
+    """
+    collect = make_rollout(env, env_params, act, max_steps)
+
+    def evaluate(params: Params, key: PRNGKey) -> jax.Array:
+        reset_key, run_key = jax.random.split(key)
+        env_state, obs = reset_envs(env, env_params, reset_key, num_episodes)
+        _, _, _, episodes = collect(params, env_state, obs, run_key)
+        done = episodes["episode/done"]  # [T, N]
+        first = jnp.argmax(done, axis=0)  # index of the first True (0 if none)
+        ret = jnp.take_along_axis(episodes["episode/return"], first[None], axis=0)[0]
+        return jnp.where(done.any(axis=0), ret, jnp.nan)
+
+    return evaluate

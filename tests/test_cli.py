@@ -79,6 +79,8 @@ BAD_INPUTS = [
     ("seed-negative", ["train", "ppo", *TINY, "--seed", "-1"], r"seed"),
     ("chunk-iterations-zero", ["train", "ppo", *TINY, "--chunk-iterations", "0"],
      r"chunk[-_]iterations"),
+    ("eval-episodes-negative", ["train", "ppo", *TINY, "--eval-episodes", "-1"],
+     r"eval[-_]episodes"),
     ("unknown-flag", ["train", "ppo", *TINY, "--foo", "1"], r"--foo"),
     ("list-extra", ["list", "extra"], r"list.*extra"),
 ]
