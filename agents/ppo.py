@@ -100,7 +100,17 @@ class Config:
 
 @struct.dataclass
 class HParams:
-    """Traced scalar hyperparameters; a leading axis on every leaf sweeps them with `vmap`."""
+    """Traced scalar hyperparameters; a leading axis on every leaf sweeps them with `vmap`.
+
+    Attributes:
+      learning_rate: Adam step size (annealed linearly to 0 when `anneal_lr`).
+      gamma: discount factor.
+      gae_lambda: GAE mixing parameter (0: one-step TD error, 1: Monte-Carlo).
+      clip_eps: clipping radius of the surrogate (and of the clipped value loss).
+      ent_coef: weight of the entropy bonus.
+      vf_coef: weight of the value loss.
+      max_grad_norm: threshold of global gradient-norm clipping.
+    """
 
     learning_rate: jax.Array = hparam(2.5e-4, low=0.0, low_open=True)
     gamma: jax.Array = hparam(0.99, low=0.0, high=1.0)

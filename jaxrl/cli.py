@@ -28,14 +28,37 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _field_docs(cls: Any) -> dict[str, str]:
+    """Descriptions of fields from the `Attributes:` section of a class docstring."""
+    docs, current, in_section = {}, None, False
+    for line in (cls.__doc__ or "").splitlines():
+        stripped = line.strip()
+        if stripped == "Attributes:":
+            in_section = True
+            continue
+        if not in_section:
+            continue
+        if not stripped:
+            break
+        name, sep, text = stripped.partition(":")
+        if sep and name.isidentifier() and line.startswith("      ") and \
+                not line.startswith("        "):
+            current = name
+            docs[name] = text.strip()
+        elif current:
+            docs[current] += " " + stripped
+    return docs
+
+
 def _add_field_flags(parser: argparse.ArgumentParser, cls: Any, title: str,
                      skip: tuple[str, ...] = ()) -> None:
     group = parser.add_argument_group(title)
+    docs = _field_docs(cls)
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
         default = field.default
-        help_text = f"(default: {default})"
+        help_text = f"{docs.get(field.name, '')} (default: {default})".strip()
         if isinstance(default, bool):
             group.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)

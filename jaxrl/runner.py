@@ -149,8 +149,9 @@ def _shardings(state_shapes, mesh: Mesh, shard_seeds: bool, env_fields: Sequence
     env_sharded = NamedSharding(mesh, PartitionSpec(None, "d"))
     out = jax.tree.map(lambda _: replicated, state_shapes)
     fields = {f: getattr(state_shapes, f) for f in env_fields if hasattr(state_shapes, f)}
-    return out.replace(**{f: jax.tree.map(lambda _: env_sharded, v)
-                          for f, v in fields.items()}) if fields else out
+    if not fields or not hasattr(out, "replace"):  # no env axis we know of: replicate
+        return out
+    return out.replace(**{f: jax.tree.map(lambda _: env_sharded, v) for f, v in fields.items()})
 
 
 def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_iteration: int,
