@@ -105,12 +105,11 @@ class Progress:
         self.total = total_env_steps
         if not enabled:
             return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
-                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
         self._bar = RichProgress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("env steps"), TextColumn("{task.fields[rate]}"),
-            TextColumn("return {task.fields[ret]}"), TimeElapsedColumn(), TimeRemainingColumn())
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=16),
+            TextColumn("{task.completed:,.0f} steps"), TextColumn("{task.fields[rate]}"),
+            TextColumn("return {task.fields[ret]}"), TimeElapsedColumn())
         self._task = self._bar.add_task(description, total=total_env_steps, rate="-", ret="-")
         self._bar.start()
 

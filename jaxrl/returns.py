@@ -49,3 +49,88 @@ def gae(r_t: jax.Array, discount_t: jax.Array, v_tm1: jax.Array, v_t: jax.Array,
 
 
 batched_gae = jax.vmap(gae, in_axes=(1, 1, 1, 1, 1, None), out_axes=1)  # [T, N] in and out
+
+
+def discounted_returns(r_t: jax.Array, discount_t: jax.Array, cut_t: jax.Array,
+                       bootstrap_t: jax.Array) -> jax.Array:
+    """Discounted reward-to-go for one trajectory, truncation-aware.
+
+    Sutton & Barto 2018, eq. 3.9, `G_t = r_{t+1} + gamma G_{t+1}`, in our indexing (`r_t`
+    follows the action at step t) and with the tail replaced by a bootstrap at each cut:
+    `G_t = r_t + discount_t * (bootstrap_t if cut_t else G_{t+1})`. rlax's
+    `discounted_returns` bootstraps only after the last step and cannot restart the
+    recursion inside the window, so it cannot bootstrap a truncated episode; this can.
+
+    Beyond the window the return is taken to be 0: a caller that wants a bootstrap after
+    the last step sets `cut_t[-1] = 1` and `bootstrap_t[-1] = V(next obs)`.
+
+    Args:
+      r_t: [T] reward received after the action.
+      discount_t: [T] gamma * (1 - terminated); zero only at true termination.
+      cut_t: [T] 1.0 where the recursion stops here (terminated, truncated, or the last
+        step when bootstrapping from it); bool also accepted.
+      bootstrap_t: [T] value to bootstrap with where `cut_t` is set: anything finite at a
+        termination (discount is 0), V(final observation) at a truncation. Ignored elsewhere.
+
+    Returns:
+      [T] returns `G_t`.
+    """
+    chex.assert_rank([r_t, discount_t, cut_t, bootstrap_t], 1)
+    chex.assert_equal_shape([r_t, discount_t, cut_t, bootstrap_t])
+
+    def body(acc, xs):
+        r, discount, cut, bootstrap = xs
+        # `where`, not arithmetic masking: an inf/NaN in the unused branch must not leak.
+        acc = r + discount * jnp.where(cut != 0, bootstrap, acc)
+        return acc, acc
+
+    _, g_t = jax.lax.scan(body, jnp.zeros_like(r_t[0]), (r_t, discount_t, cut_t, bootstrap_t),
+                          reverse=True)
+    return g_t
+
+
+def episode_returns(r_t: jax.Array, cut_t: jax.Array) -> jax.Array:
+    """Undiscounted return of the episode each step belongs to, within one trajectory.
+
+    The whole-trajectory weight `R(tau) = sum_t r_t` of REINFORCE's first form (Williams
+    1992; Sutton & Barto 2018, section 13.3 before the reward-to-go refinement), given to
+    every step of the episode. Only rewards inside the window count: the episode in
+    progress at the start and the one still running at the end get partial sums.
+
+    Two scans: a reverse cumulative sum that restarts after each cut (undiscounted
+    reward-to-go), then a forward pass that copies each episode's first value (its total)
+    to its remaining steps.
+
+    Args:
+      r_t: [T] reward received after the action.
+      cut_t: [T] 1.0 where the episode ended here (terminated or truncated); bool also
+        accepted.
+
+    Returns:
+      [T] the episode total for every step of that episode.
+    """
+    chex.assert_rank([r_t, cut_t], 1)
+    chex.assert_equal_shape([r_t, cut_t])
+    ended_t = cut_t != 0
+
+    def reward_to_go(acc, xs):
+        r, ended = xs
+        acc = r + jnp.where(ended, jnp.zeros_like(acc), acc)
+        return acc, acc
+
+    _, to_go_t = jax.lax.scan(reward_to_go, jnp.zeros_like(r_t[0]), (r_t, ended_t),
+                              reverse=True)
+    # Step t starts an episode when it is the first in the window or follows a cut.
+    starts_t = jnp.concatenate([jnp.ones_like(ended_t[:1]), ended_t[:-1]])
+
+    def propagate(total, xs):
+        to_go, starts = xs
+        total = jnp.where(starts, to_go, total)
+        return total, total
+
+    _, total_t = jax.lax.scan(propagate, jnp.zeros_like(r_t[0]), (to_go_t, starts_t))
+    return total_t
+
+
+batched_discounted_returns = jax.vmap(discounted_returns, in_axes=1, out_axes=1)  # [T, N]
+batched_episode_returns = jax.vmap(episode_returns, in_axes=1, out_axes=1)  # [T, N]

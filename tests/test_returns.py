@@ -125,3 +125,124 @@ def test_steps_before_a_cut_ignore_everything_after_it(r, v_tm1, v_t, cut, lam):
     a = np.asarray(_gae(r, discount, v_tm1, v_t, cut, lam))
     b = np.asarray(_gae(r2, discount, v_tm1, v_t, cut, lam))
     np.testing.assert_array_equal(a[: first + 1], b[: first + 1])
+
+
+def numpy_discounted_returns(r, discount, cut, bootstrap):
+    """Reference: backward loop; a cut replaces the tail with the bootstrap value."""
+    g = np.zeros_like(r)
+    acc = 0.0
+    for t in reversed(range(len(r))):
+        acc = r[t] + discount[t] * (bootstrap[t] if cut[t] else acc)
+        g[t] = acc
+    return g
+
+
+def numpy_episode_returns(r, cut):
+    """Reference: split the window into episodes at cuts, give every step its episode's sum."""
+    out = np.zeros_like(r)
+    start = 0
+    for t in range(len(r)):
+        if cut[t] or t == len(r) - 1:
+            out[start:t + 1] = r[start:t + 1].sum()
+            start = t + 1
+    return out
+
+
+class DiscountedReturnsTest(parameterized.TestCase):
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_matches_numpy_loop(self):
+        # Terminations (discount 0) and truncations (bootstrap from v_t, the final obs).
+        r, d, _, v_t, cut = random_trajectory(seed=4)
+        self.assertGreater(((d > 0) & (cut == 1)).sum(), 0)  # has truncations
+        self.assertGreater((d == 0).sum(), 0)  # has terminations
+        cut[:, -1] = 1.0  # bootstrap after the window from v_t[-1]
+        fn = self.variant(jax.vmap(returns.discounted_returns))
+        expected = np.stack([numpy_discounted_returns(*x) for x in zip(r, d, cut, v_t)])
+        np.testing.assert_allclose(fn(r, d, cut, v_t), expected, rtol=1e-5, atol=1e-5)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_batched_form_is_time_major(self):
+        r, d, _, v_t, cut = random_trajectory(seed=5)
+        out = self.variant(returns.batched_discounted_returns)(r.T, d.T, cut.T, v_t.T)
+        expected = np.stack([numpy_discounted_returns(*x) for x in zip(r, d, cut, v_t)]).T
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+    @parameterized.named_parameters(("bootstrap", 1.5), ("no_bootstrap", 0.0))
+    def test_no_cuts_equals_rlax(self, bootstrap):
+        r, _, _, _, _ = random_trajectory(seed=6)
+        d = np.full_like(r, 0.97)
+        for b in range(r.shape[0]):
+            # Only the last step is cut, to bootstrap after the window as rlax does.
+            cut = np.zeros_like(r[b])
+            cut[-1] = 1.0
+            boot = np.full_like(r[b], bootstrap)
+            ours = returns.discounted_returns(r[b], d[b], cut, boot)
+            oracle = rlax.discounted_returns(r[b], d[b], jnp.float32(bootstrap))
+            np.testing.assert_allclose(ours, oracle, rtol=1e-5, atol=1e-5)
+        # With no cut at all the return beyond the window is 0.
+        ours = returns.discounted_returns(r[0], d[0], np.zeros_like(r[0]), np.full_like(r[0], 9.0))
+        oracle = rlax.discounted_returns(r[0], d[0], jnp.float32(0.0))
+        np.testing.assert_allclose(ours, oracle, rtol=1e-5, atol=1e-5)
+
+    def test_hand_worked_truncation_and_termination(self):
+        # Steps 0-1: an episode truncated at step 1 (bootstrap 10); steps 2-3: one that
+        # terminates at step 3 (bootstrap ignored, discount 0); 100.0 must never appear.
+        r = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+        d = np.array([0.5, 0.5, 0.5, 0.0], np.float32)
+        cut = np.array([0.0, 1.0, 0.0, 1.0], np.float32)
+        boot = np.array([100.0, 10.0, 100.0, 100.0], np.float32)
+        g = np.asarray(returns.discounted_returns(r, d, cut, boot))
+        np.testing.assert_allclose(g, [1.0 + 0.5 * 7.0, 2.0 + 0.5 * 10.0, 3.0 + 0.5 * 4.0, 4.0])
+
+    def test_inf_bootstrap_away_from_a_cut_does_not_leak(self):
+        r = np.ones(3, np.float32)
+        d = np.full(3, 0.5, np.float32)
+        g = returns.discounted_returns(r, d, np.zeros(3, np.float32),
+                                       np.full(3, np.inf, np.float32))
+        np.testing.assert_allclose(g, [1.75, 1.5, 1.0])
+
+
+class EpisodeReturnsTest(parameterized.TestCase):
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_hand_worked(self):
+        # Episodes in the window: [0, 1] (ends at 1), [2, 3, 4] (ends at 4), [5, 6] (still
+        # running at the end of the window: partial sum).
+        r = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], np.float32)
+        cut = np.array([0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0], np.float32)
+        out = self.variant(returns.episode_returns)(r, cut)
+        np.testing.assert_allclose(out, [3.0, 3.0, 12.0, 12.0, 12.0, 13.0, 13.0])
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_matches_numpy_loop(self):
+        r, _, _, _, cut = random_trajectory(seed=7)
+        fn = self.variant(jax.vmap(returns.episode_returns))
+        expected = np.stack([numpy_episode_returns(*x) for x in zip(r, cut)])
+        np.testing.assert_allclose(fn(r, cut), expected, rtol=1e-5, atol=1e-5)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_batched_form_and_bool_cuts(self):
+        r, _, _, _, cut = random_trajectory(seed=8)
+        out = self.variant(returns.batched_episode_returns)(r.T, cut.T.astype(bool))
+        expected = np.stack([numpy_episode_returns(*x) for x in zip(r, cut)]).T
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+_discounted_returns = jax.jit(returns.discounted_returns)
+_episode_returns = jax.jit(returns.episode_returns)
+
+
+@hypothesis.settings(max_examples=30, deadline=None)
+@hypothesis.given(r=floats, cut=flags)
+def test_episode_return_is_the_undiscounted_return_at_each_episode_start(r, cut):
+    # At an episode's first step, R(tau) is its undiscounted reward-to-go (gamma = 1).
+    total = np.asarray(_episode_returns(r, cut))
+    to_go = np.asarray(_discounted_returns(r, np.ones(T, np.float32), cut,
+                                           np.zeros(T, np.float32)))
+    starts = np.concatenate([[True], cut[:-1] == 1])
+    np.testing.assert_allclose(total[starts], to_go[starts], rtol=1e-5, atol=1e-4)
+    # And it is constant within an episode.
+    episode_id = np.cumsum(starts)
+    for e in np.unique(episode_id):
+        np.testing.assert_array_equal(total[episode_id == e], total[episode_id == e][0])
