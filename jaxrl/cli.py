@@ -109,6 +109,8 @@ def _train(argv: list[str]) -> int:
                      help="iterations per jitted chunk between host logging (default: ~1/20)")
     run.add_argument("--eval-episodes", type=int, default=0, metavar="INT",
                      help="greedy evaluation episodes per seed after training (default: 0)")
+    run.add_argument("--tensorboard", action="store_true",
+                     help="also log to OUT/tensorboard (needs the tensorboard extra)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--overwrite", action="store_true",
                      help="replace an earlier run in --out")
@@ -127,7 +129,8 @@ def _train(argv: list[str]) -> int:
     experiment.train(agent_name, agent, config, hparams, out, seed=args.seed,
                      num_seeds=args.num_seeds, devices=args.devices,
                      chunk_iterations=args.chunk_iterations, progress=not args.no_progress,
-                     overwrite=args.overwrite, eval_episodes=args.eval_episodes)
+                     overwrite=args.overwrite, eval_episodes=args.eval_episodes,
+                     tensorboard=args.tensorboard)
     print(f"run folder: {out}")
     return 0
 
@@ -167,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"jaxrl: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # a diverged run: one line, no traceback, logs kept
+        from jaxrl.runner import NonFiniteError
+        if not isinstance(e, NonFiniteError):
+            raise
+        print(f"jaxrl: error: training stopped: {e} (metrics.jsonl holds the iterations "
+              "before it)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("jaxrl: interrupted", file=sys.stderr)
         return 130

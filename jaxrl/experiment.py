@@ -17,8 +17,8 @@ import numpy as np
 
 from jaxrl import rollout, runner
 from jaxrl.config import ConfigError, to_dict
-from jaxrl.logger import (FINAL_RETURN_SOURCE, JsonlLogger, Progress, final_returns,
-                          print_summary)
+from jaxrl.logger import (FINAL_RETURN_SOURCE, JsonlLogger, Progress, TensorBoardLogger,
+                          final_returns, print_summary)
 from jaxrl.plotting import plot_curves
 
 def library_versions() -> dict[str, str]:
@@ -100,7 +100,8 @@ def summarize(agent_name: str, config: Any, result: runner.RunResult, num_seeds:
 def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
           seed: int = 0, num_seeds: int = 1, devices: int | None = None,
           chunk_iterations: int | None = None, progress: bool = True,
-          overwrite: bool = False, quiet: bool = False, eval_episodes: int = 0) -> dict:
+          overwrite: bool = False, quiet: bool = False, eval_episodes: int = 0,
+          tensorboard: bool = False) -> dict:
     """Train `num_seeds` seeds of `agent` and write the run folder `out`.
 
     Args:
@@ -108,6 +109,7 @@ def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
       agent: the agent module (`jaxrl.agents.ppo`, ...).
       config, hparams: the agent's `Config` and `HParams`.
       out: run folder; must not already hold a run unless `overwrite`.
+      tensorboard: also write TensorBoard events to `out/tensorboard` (tensorboardX).
       eval_episodes: if > 0, also evaluate the final greedy policy on this many episodes
         per seed and record `eval_return_*` in the summary.
 
@@ -132,6 +134,8 @@ def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
     callbacks = [JsonlLogger(os.path.join(out, "metrics.jsonl"), config.batch_size),
                  Progress(config.num_iterations * config.batch_size,
                           f"{agent_name} {config.env}", enabled=progress and not quiet)]
+    if tensorboard:
+        callbacks.append(TensorBoardLogger(os.path.join(out, "tensorboard"), config.batch_size))
     result = runner.run(init_fn, iteration_fn, num_iterations=config.num_iterations,
                         steps_per_iteration=config.batch_size, hparams=hparams, seed=seed,
                         num_seeds=num_seeds, chunk_iterations=chunk_iterations,

@@ -47,6 +47,9 @@ class JsonlLogger:
         os.fsync(self._file.fileno())
         self._file.close()
 
+    def on_abort(self) -> None:
+        self._file.close()
+
 
 def read_jsonl(path: str) -> Iterator[dict]:
     """Yield the rows of a metrics file; a torn (unparsable) last line is skipped."""
@@ -128,6 +131,9 @@ class Progress:
         if self.enabled:
             self._bar.stop()
 
+    def on_abort(self) -> None:
+        self.on_end(None)
+
 
 def print_summary(summary: dict) -> None:
     """Print the end-of-run summary as a table."""
@@ -154,3 +160,53 @@ def print_summary(summary: dict) -> None:
         f"{summary['total_timesteps']:,} env steps x {summary['num_seeds']} seeds in "
         f"{summary['wall_time_s']:.1f} s (compile {summary['compile_time_s']:.1f} s, "
         f"{summary['env_steps_per_s']:,.0f} env steps/s)")
+
+
+class TensorBoardLogger:
+    """Write the mean over seeds of every metric to TensorBoard (through tensorboardX).
+
+    TensorBoard is a convenience next to `metrics.jsonl`, never a reason to lose a run: if
+    tensorboardX is missing or a write fails, this warns once and turns itself off.
+    """
+
+    def __init__(self, logdir: str, steps_per_iteration: int):
+        self.steps_per_iteration = steps_per_iteration
+        self._writer = None
+        try:
+            from tensorboardX import SummaryWriter
+
+            self._writer = SummaryWriter(logdir)
+        except Exception as e:  # noqa: BLE001 - any failure only disables this sink
+            self._disable(e)
+
+    def _disable(self, error: BaseException) -> None:
+        import warnings
+
+        warnings.warn(f"TensorBoard logging disabled ({type(error).__name__}: {error}); "
+                      "metrics.jsonl is still written", RuntimeWarning, stacklevel=3)
+        self._writer = None
+
+    def on_chunk(self, first_iteration: int, metrics: dict[str, np.ndarray], info: dict) -> None:
+        if self._writer is None:
+            return
+        try:
+            count = next(iter(metrics.values())).shape[1] if metrics else 0
+            for k in range(count):
+                step = (first_iteration + k + 1) * self.steps_per_iteration
+                for name, values in metrics.items():
+                    column = values[:, k]
+                    if np.isfinite(column).any():
+                        self._writer.add_scalar(name, float(np.nanmean(column)), step)
+            self._writer.flush()
+        except Exception as e:  # noqa: BLE001
+            self._disable(e)
+
+    def on_end(self, result) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception as e:  # noqa: BLE001
+                self._disable(e)
+
+    def on_abort(self) -> None:
+        self.on_end(None)

@@ -107,6 +107,9 @@ class Callback(Protocol):
     def on_end(self, result: "RunResult") -> None:
         """Called once after the last chunk."""
 
+    def on_abort(self) -> None:
+        """Optional: called instead of `on_end` when the run stops with an error."""
+
 
 @dataclasses.dataclass
 class RunResult:
@@ -154,11 +157,65 @@ def _shardings(state_shapes, mesh: Mesh, shard_seeds: bool, env_fields: Sequence
     return out.replace(**{f: jax.tree.map(lambda _: env_sharded, v) for f, v in fields.items()})
 
 
+class NonFiniteError(RuntimeError):
+    """Training produced NaN or infinite values; the message names seed, iteration, leaves."""
+
+
+GUARDED_METRIC_PREFIXES = ("loss/", "opt/")
+GUARDED_STATE_FIELDS = ("params", "target_params", "opt_state")
+
+
+@jax.jit
+def _finite_per_seed(tree):
+    """For each floating leaf `[S, ...]` of `tree`: `[S]` bools, all elements finite."""
+    return jax.tree.map(
+        lambda x: jnp.all(jnp.isfinite(x), axis=tuple(range(1, x.ndim)))
+        if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.ones(x.shape[:1], bool), tree)
+
+
+def check_finite(state, metrics: dict[str, np.ndarray], first_iteration: int) -> None:
+    """Raise `NonFiniteError` if a guarded metric or state leaf is NaN or infinite.
+
+    Guarded: metrics named `loss/*` and `opt/*` (`[S, K]`, checked per iteration) and the
+    state fields `params`, `target_params`, `opt_state` when present (checked per seed at
+    the end of the chunk). Iterations are numbered from 1, as in `metrics.jsonl`.
+    """
+    bad_metrics = []
+    for name, values in metrics.items():
+        if name.startswith(GUARDED_METRIC_PREFIXES):
+            for s, k in zip(*np.nonzero(~np.isfinite(values))):
+                bad_metrics.append((int(s), first_iteration + int(k) + 1, name))
+    if bad_metrics:
+        seed, it, _ = min(bad_metrics, key=lambda x: (x[1], x[0]))
+        names = sorted({n for s, i, n in bad_metrics if (s, i) == (seed, it)})
+        raise NonFiniteError(f"non-finite values in seed {seed} at iteration {it}: "
+                             f"{', '.join(names)}")
+    fields = {f: getattr(state, f) for f in GUARDED_STATE_FIELDS if hasattr(state, f)}
+    if not fields:
+        return
+    flags = jax.device_get(_finite_per_seed(fields))
+    bad = {}  # seed -> names of non-finite leaves
+    for field, tree in flags.items():
+        for path, ok in jax.tree_util.tree_leaves_with_path(tree):
+            for seed in np.nonzero(~np.asarray(ok))[0]:
+                bad.setdefault(int(seed), []).append(
+                    f"state.{field}{jax.tree_util.keystr(path)}")
+    if bad:
+        seed = min(bad)
+        leaves = bad[seed]
+        last = first_iteration + next(iter(metrics.values())).shape[1] if metrics else "?"
+        raise NonFiniteError(
+            f"non-finite values in seed {seed} by iteration {last} (chunk from iteration "
+            f"{first_iteration + 1}): {', '.join(leaves[:5])}"
+            + (f" and {len(leaves) - 5} more" if len(leaves) > 5 else ""))
+
+
 def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_iteration: int,
         hparams, seed: int = 0, num_seeds: int = 1, hparams_batched: bool = False,
         chunk_iterations: int | None = None, devices: int | None = None,
         num_envs: int | None = None, callbacks: Sequence[Callback] = (),
-        env_fields: Sequence[str] = ("env_state", "obs")) -> RunResult:
+        env_fields: Sequence[str] = ("env_state", "obs"), check_finite_values: bool = True
+        ) -> RunResult:
     """Train `num_seeds` seeds in chunks, calling `callbacks` on the host between chunks.
 
     Args:
@@ -170,6 +227,9 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
       chunk_iterations: iterations per jitted chunk (default: about 20 chunks per run).
       devices: local devices to shard over (None: automatic; 1: no sharding).
       num_envs: env copies per seed, for sharding the env axis of a single seed.
+      check_finite_values: after each chunk, stop with `NonFiniteError` (naming the seed,
+        the iteration and the leaves) if losses, parameters or optimizer state are not
+        finite; the callbacks never see that chunk, so logs end at the last good one.
 
     Returns:
       `RunResult` with metrics `[S, num_iterations]` as NumPy arrays.
@@ -212,17 +272,26 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
 
     collected: dict[str, list[np.ndarray]] = {}
     t_train = time.perf_counter()
-    for first in range(0, num_iterations, chunk_iterations):
-        state, metrics = chunk_compiled(state, run_keys, jnp.int32(first), hparams)
-        metrics = jax.device_get(metrics)
-        count = min(chunk_iterations, num_iterations - first)
-        metrics = {k: np.asarray(v)[:, :count] for k, v in metrics.items()}
-        for k, v in metrics.items():
-            collected.setdefault(k, []).append(v)
-        info = {"iteration": first + count, "env_steps": (first + count) * steps_per_iteration,
-                "elapsed_s": time.perf_counter() - t_train, "num_seeds": num_seeds}
-        for cb in callbacks:
-            cb.on_chunk(first, metrics, info)
+    try:
+        for first in range(0, num_iterations, chunk_iterations):
+            state, metrics = chunk_compiled(state, run_keys, jnp.int32(first), hparams)
+            metrics = jax.device_get(metrics)
+            count = min(chunk_iterations, num_iterations - first)
+            metrics = {k: np.asarray(v)[:, :count] for k, v in metrics.items()}
+            if check_finite_values:
+                check_finite(state, metrics, first)
+            for k, v in metrics.items():
+                collected.setdefault(k, []).append(v)
+            info = {"iteration": first + count,
+                    "env_steps": (first + count) * steps_per_iteration,
+                    "elapsed_s": time.perf_counter() - t_train, "num_seeds": num_seeds}
+            for cb in callbacks:
+                cb.on_chunk(first, metrics, info)
+    except BaseException:
+        for cb in callbacks:  # close files and progress bars; the error goes on up
+            if hasattr(cb, "on_abort"):
+                cb.on_abort()
+        raise
     jax.block_until_ready(state)
     train_time = time.perf_counter() - t_train
     result = RunResult(
