@@ -5,8 +5,8 @@
 `act`, `loss`, `update`, `make_parts` and `make_train`.
 """
 
-from jaxrl.agents import ppo
+from jaxrl.agents import a2c, ppo
 
-REGISTRY = {"ppo": ppo}
+REGISTRY = {"ppo": ppo, "a2c": a2c}
 
-__all__ = ["REGISTRY", "ppo"]
+__all__ = ["REGISTRY", "a2c", "ppo"]

@@ -14,8 +14,6 @@ advantages, then runs `num_epochs` epochs of `num_minibatches` shuffled minibatc
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,10 +21,11 @@ import optax
 import rlax
 from flax import struct
 
+from jaxrl import actor_critic, envs, losses, networks, rollout, runner
 from jaxrl import config as cfg
-from jaxrl import envs, losses, networks, returns, rollout, runner
+from jaxrl.actor_critic import Batch, State, act, greedy_act, setup  # noqa: F401 - API
 from jaxrl.config import ConfigError, hparam
-from jaxrl.types import Metrics, Params, PRNGKey, Transition
+from jaxrl.types import Params, PRNGKey, Transition
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -126,62 +125,6 @@ class HParams:
         return cfg.make_hparams(cls, **values)
 
 
-@struct.dataclass
-class State:
-    """PPO training state for one seed."""
-
-    params: Params
-    opt_state: optax.OptState
-    env_state: Any  # gymnax state, leading axis N
-    obs: jax.Array  # [N, *obs_shape], the observations to act on next
-    step: jax.Array  # int32 scalar: gradient updates applied so far
-
-
-@struct.dataclass
-class Batch:
-    """A flat batch of transitions with what the PPO loss needs; leaves `[B, ...]`."""
-
-    obs: jax.Array
-    action: jax.Array
-    log_prob: jax.Array  # log pi_old(a|s) at collection time
-    value: jax.Array  # V_old(s) at collection time
-    advantage: jax.Array  # GAE advantage
-    target: jax.Array  # advantage + value: the value regression target
-
-
-class Setup(struct.PyTreeNode):
-    """Static objects derived from a `Config` (built once per config, closed over)."""
-
-    env: Any = struct.field(pytree_node=False)
-    env_params: Any = struct.field(pytree_node=False)
-    spec: Any = struct.field(pytree_node=False)
-    network: networks.Network = struct.field(pytree_node=False)
-
-
-@functools.lru_cache(maxsize=None)
-def setup(config: Config) -> Setup:
-    """Build the wrapped environment, its spec and the network for `config` (cached).
-
-    The first call may happen inside a trace; compile-time evaluation keeps any arrays the
-    env constructors make concrete, so the cache never holds a tracer.
-    """
-    with jax.ensure_compile_time_eval():
-        return _build_setup(config)
-
-
-def _build_setup(config: Config) -> Setup:
-    env, env_params = envs.make(config.env)
-    spec = envs.env_spec(env, env_params)
-    if not spec.discrete:
-        env = envs.ClipAction(env, env_params)
-    if config.normalize_obs:
-        env = envs.NormalizeObservation(env)
-    env = envs.EpisodeStatistics(env)
-    network = networks.make_actor_critic(spec, config.hidden_sizes, config.activation,
-                                         shared_trunk=config.shared_trunk)
-    return Setup(env=env, env_params=env_params, spec=spec, network=network)
-
-
 def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
     """Adam (eps 1e-5) after global-norm clipping, learning rate traced from `hparams`."""
     lr = hparams.learning_rate
@@ -193,27 +136,7 @@ def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
 
 def init(key: PRNGKey, config: Config, hparams: HParams) -> State:
     """Fresh parameters, optimizer state and `num_envs` reset environments."""
-    s = setup(config)
-    params_key, env_key = jax.random.split(key)
-    params = s.network.init(params_key)
-    env_state, obs = rollout.reset_envs(s.env, s.env_params, env_key, config.num_envs)
-    return State(params=params, opt_state=optimizer(hparams, config).init(params),
-                 env_state=env_state, obs=obs, step=jnp.int32(0))
-
-
-def act(params: Params, obs: jax.Array, key: PRNGKey, config: Config) -> jax.Array:
-    """Sample an action for one observation `[*obs_shape]` from the current policy."""
-    s = setup(config)
-    policy_params, _ = s.network.apply(params, obs)
-    return networks.distribution(policy_params, s.spec.discrete).sample(seed=key)
-
-
-def greedy_act(params: Params, obs: jax.Array, key: PRNGKey, config: Config) -> jax.Array:
-    """The policy's mode for one observation (used for evaluation); `key` is unused."""
-    del key
-    s = setup(config)
-    policy_params, _ = s.network.apply(params, obs)
-    return networks.distribution(policy_params, s.spec.discrete).mode()
+    return actor_critic.init(key, config, optimizer(hparams, config))
 
 
 def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
@@ -226,9 +149,7 @@ def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
     Returns:
       `(total_loss, metrics)`: total = actor + vf_coef * value - ent_coef * entropy.
     """
-    s = setup(config)
-    policy_params, value = s.network.apply(params, batch.obs)
-    dist = networks.distribution(policy_params, s.spec.discrete)
+    dist, value = actor_critic.policy(params, batch.obs, config)
     log_prob = dist.log_prob(batch.action)
     log_ratio = log_prob - batch.log_prob
     ratio = jnp.exp(log_ratio)
@@ -262,11 +183,8 @@ def update(state: State, batch: Batch, hparams: HParams, config: Config):
       `(state, metrics)` with the loss metrics and `opt/grad_norm`.
     """
     grads, metrics = jax.grad(loss, has_aux=True)(state.params, batch, hparams, config)
-    tx = optimizer(hparams, config)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "opt/grad_norm": optax.tree.norm(grads)}
-    return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
+    state = actor_critic.apply_gradients(state, grads, optimizer(hparams, config))
+    return state, {**metrics, "opt/grad_norm": optax.tree.norm(grads)}
 
 
 def learn(state: State, batch: Batch, key: PRNGKey, hparams: HParams, config: Config):
@@ -287,23 +205,8 @@ def learn(state: State, batch: Batch, key: PRNGKey, hparams: HParams, config: Co
 
 
 def make_batch(params: Params, traj: Transition, hparams: HParams, config: Config) -> Batch:
-    """Values, log-probabilities and GAE for a `[T, N]` trajectory, flattened to `[T*N]`.
-
-    Values and log-probabilities are computed in one batched pass after the rollout (the
-    parameters have not changed since acting), which is cheaper than per step. On a
-    truncated step `next_obs` is the pre-reset observation, so its value bootstraps the
-    cut-off episode; on a terminated step the discount is zero.
-    """
-    s = setup(config)
-    policy_params, v_tm1 = s.network.apply(params, traj.obs)
-    _, v_t = s.network.apply(params, traj.next_obs)
-    log_prob = networks.distribution(policy_params, s.spec.discrete).log_prob(traj.action)
-    discount_t = hparams.gamma * (1.0 - traj.terminated.astype(jnp.float32))
-    cut_t = jnp.logical_or(traj.terminated, traj.truncated).astype(jnp.float32)
-    adv = returns.batched_gae(traj.reward, discount_t, v_tm1, v_t, cut_t, hparams.gae_lambda)
-    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731 - [T, N, ...] -> [T*N, ...]
-    return Batch(obs=flat(traj.obs), action=flat(traj.action), log_prob=flat(log_prob),
-                 value=flat(v_tm1), advantage=flat(adv), target=flat(adv + v_tm1))
+    """`actor_critic.make_batch` with PPO's `gamma` and `gae_lambda`: `[T, N]` -> `[T*N]`."""
+    return actor_critic.make_batch(params, traj, hparams.gamma, hparams.gae_lambda, config)
 
 
 def iteration(state: State, key: PRNGKey, hparams: HParams, config: Config):
@@ -312,22 +215,16 @@ def iteration(state: State, key: PRNGKey, hparams: HParams, config: Config):
     Returns:
       `(state, metrics)`: learning metrics and `episode/*` statistics of the rollout.
     """
-    s = setup(config)
     rollout_key, learn_key = jax.random.split(key)
-    collect = rollout.make_rollout(s.env, s.env_params,
-                                   functools.partial(act, config=config), config.rollout_len)
-    env_state, obs, traj, episodes = collect(state.params, state.env_state, state.obs,
-                                             rollout_key)
+    state, traj, episodes = actor_critic.collect(state, rollout_key, config)
     batch = make_batch(state.params, traj, hparams, config)
-    state = state.replace(env_state=env_state, obs=obs)
     state, metrics = learn(state, batch, learn_key, hparams, config)
     return state, {**metrics, **rollout.episode_metrics(episodes)}
 
 
 def make_parts(config: Config):
     """`(init, iteration)` closed over `config`, for `jaxrl.runner`."""
-    return (lambda key, hparams: init(key, config, hparams),
-            lambda state, key, hparams: iteration(state, key, hparams, config))
+    return runner.bind(init, iteration, config)
 
 
 def make_train(config: Config):

@@ -77,6 +77,13 @@ def make_train(init: InitFn, iteration: IterationFn, num_iterations: int):
     return train
 
 
+def bind(init: Callable, iteration: Callable, config: Any) -> tuple[InitFn, IterationFn]:
+    """Close an agent's `init(key, config, hparams)` and `iteration(state, key, hparams,
+    config)` over a static `config`, giving the `(init, iteration)` pair the runner takes."""
+    return (lambda key, hparams: init(key, config, hparams),
+            lambda state, key, hparams: iteration(state, key, hparams, config))
+
+
 def make_chunk(iteration: IterationFn, chunk_iterations: int, num_iterations: int):
     """Build `chunk(state, run_key, start, hparams) -> (state, metrics[K])`.
 

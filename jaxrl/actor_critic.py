@@ -1,0 +1,144 @@
+"""On-policy actor-critic plumbing shared by PPO, A2C and their relatives.
+
+Everything here is independent of how an agent turns a batch into a parameter update: the
+wrapped environment and the actor-critic network built from a config, the training state,
+acting (sampled and greedy), collecting a rollout, and turning a `[T, N]` trajectory into a
+flat `Batch` of log-probabilities, values and truncation-aware GAE advantages. An agent
+module supplies its own `Config` (with the fields `env`, `num_envs`, `rollout_len`,
+`hidden_sizes`, `activation`, `shared_trunk`, `normalize_obs`), its loss and its update.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl import envs, networks, returns, rollout
+from jaxrl.types import Params, PRNGKey, Transition
+
+
+@struct.dataclass
+class State:
+    """Training state of an on-policy actor-critic agent, for one seed."""
+
+    params: Params
+    opt_state: optax.OptState
+    env_state: Any  # gymnax state, leading axis N
+    obs: jax.Array  # [N, *obs_shape], the observations to act on next
+    step: jax.Array  # int32 scalar: gradient updates applied so far
+
+
+@struct.dataclass
+class Batch:
+    """A flat batch of transitions with what actor-critic losses need; leaves `[B, ...]`."""
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array  # log pi_old(a|s) at collection time
+    value: jax.Array  # V_old(s) at collection time
+    advantage: jax.Array  # GAE advantage
+    target: jax.Array  # advantage + value: the value regression target
+
+
+class Setup(struct.PyTreeNode):
+    """Static objects derived from a config (built once per config, closed over)."""
+
+    env: Any = struct.field(pytree_node=False)
+    env_params: Any = struct.field(pytree_node=False)
+    spec: Any = struct.field(pytree_node=False)
+    network: networks.Network = struct.field(pytree_node=False)
+
+
+@functools.lru_cache(maxsize=None)
+def setup(config: Any) -> Setup:
+    """Build the wrapped environment, its spec and the network for `config` (cached).
+
+    The first call may happen inside a trace; compile-time evaluation keeps any arrays the
+    env constructors make concrete, so the cache never holds a tracer.
+    """
+    with jax.ensure_compile_time_eval():
+        env, env_params = envs.make(config.env)
+        spec = envs.env_spec(env, env_params)
+        if not spec.discrete:
+            env = envs.ClipAction(env, env_params)
+        if config.normalize_obs:
+            env = envs.NormalizeObservation(env)
+        env = envs.EpisodeStatistics(env)
+        network = networks.make_actor_critic(spec, config.hidden_sizes, config.activation,
+                                             shared_trunk=config.shared_trunk)
+    return Setup(env=env, env_params=env_params, spec=spec, network=network)
+
+
+def init(key: PRNGKey, config: Any, tx: optax.GradientTransformation) -> State:
+    """Fresh parameters, optimizer state (of `tx`) and `num_envs` reset environments."""
+    s = setup(config)
+    params_key, env_key = jax.random.split(key)
+    params = s.network.init(params_key)
+    env_state, obs = rollout.reset_envs(s.env, s.env_params, env_key, config.num_envs)
+    return State(params=params, opt_state=tx.init(params), env_state=env_state, obs=obs,
+                 step=jnp.int32(0))
+
+
+def policy(params: Params, obs: jax.Array, config: Any):
+    """`(distribution, value)` for an observation or a batch `[..., *obs_shape]`."""
+    s = setup(config)
+    policy_params, value = s.network.apply(params, obs)
+    return networks.distribution(policy_params, s.spec.discrete), value
+
+
+def act(params: Params, obs: jax.Array, key: PRNGKey, config: Any) -> jax.Array:
+    """Sample an action for one observation `[*obs_shape]` from the current policy."""
+    return policy(params, obs, config)[0].sample(seed=key)
+
+
+def greedy_act(params: Params, obs: jax.Array, key: PRNGKey, config: Any) -> jax.Array:
+    """The policy's mode for one observation (used for evaluation); `key` is unused."""
+    del key
+    return policy(params, obs, config)[0].mode()
+
+
+def collect(state: State, key: PRNGKey, config: Any):
+    """Act `rollout_len` steps in every env copy with the current policy.
+
+    Returns:
+      `(state, traj, episodes)`: the state with advanced envs, the `[T, N]` `Transition`
+      and the per-step episode statistics (see `rollout.make_rollout`).
+    """
+    s = setup(config)
+    run = rollout.make_rollout(s.env, s.env_params, functools.partial(act, config=config),
+                               config.rollout_len)
+    env_state, obs, traj, episodes = run(state.params, state.env_state, state.obs, key)
+    return state.replace(env_state=env_state, obs=obs), traj, episodes
+
+
+def make_batch(params: Params, traj: Transition, gamma: jax.Array, gae_lambda: jax.Array,
+               config: Any) -> Batch:
+    """Values, log-probabilities and GAE for a `[T, N]` trajectory, flattened to `[T*N]`.
+
+    Values and log-probabilities are computed in one batched pass after the rollout (the
+    parameters have not changed since acting), which is cheaper than per step. On a
+    truncated step `next_obs` is the pre-reset observation, so its value bootstraps the
+    cut-off episode; on a terminated step the discount is zero. With `gae_lambda = 1` the
+    advantages are n-step returns (to the end of the rollout) minus the value.
+    """
+    dist, v_tm1 = policy(params, traj.obs, config)
+    _, v_t = policy(params, traj.next_obs, config)
+    log_prob = dist.log_prob(traj.action)
+    discount_t = gamma * (1.0 - traj.terminated.astype(jnp.float32))
+    cut_t = jnp.logical_or(traj.terminated, traj.truncated).astype(jnp.float32)
+    adv = returns.batched_gae(traj.reward, discount_t, v_tm1, v_t, cut_t, gae_lambda)
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731 - [T, N, ...] -> [T*N, ...]
+    return Batch(obs=flat(traj.obs), action=flat(traj.action), log_prob=flat(log_prob),
+                 value=flat(v_tm1), advantage=flat(adv), target=flat(adv + v_tm1))
+
+
+def apply_gradients(state: State, grads: Params, tx: optax.GradientTransformation) -> State:
+    """One optimizer step of `tx` on `state.params`; counts it in `state.step`."""
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    return state.replace(params=optax.apply_updates(state.params, updates),
+                         opt_state=opt_state, step=state.step + 1)
