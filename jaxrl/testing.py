@@ -90,3 +90,23 @@ def assert_seeds_differ(values: np.ndarray, name: str = "values") -> None:
         for j in range(i + 1, values.shape[0]):
             if np.array_equal(values[i], values[j]):
                 raise AssertionError(f"{name}: seeds {i} and {j} are identical")
+
+
+def learning_check(agent: Any, config: Any, hparams: Any, *, num_seeds: int = 4,
+                   seed: int = 0) -> np.ndarray:
+    """Train `num_seeds` vmapped seeds as `jaxrl train` does and return `[S]` final returns.
+
+    The final return is the CLI's: the mean return of the training episodes completed in
+    the last 5% of iterations (`jaxrl.logger.final_returns`). Prints the per-seed values so
+    a learning test's log records them.
+    """
+    from jaxrl import logger, runner
+
+    init_fn, iteration_fn = agent.make_parts(config)
+    result = runner.run(init_fn, iteration_fn, num_iterations=config.num_iterations,
+                        steps_per_iteration=config.batch_size, hparams=hparams, seed=seed,
+                        num_seeds=num_seeds, num_envs=config.num_envs)
+    per_seed = logger.final_returns(result.metrics)
+    print(f"{agent.__name__.split('.')[-1]} on {config.env}: per-seed final return "
+          f"{np.round(per_seed, 1)}, mean {np.nanmean(per_seed):.1f}")
+    return per_seed

@@ -2,27 +2,19 @@
 
 Each check trains 4 vmapped seeds through the same host loop as `jaxrl train` and reads the
 final return as the CLI does: the mean return of the training episodes completed in the
-last 5% of iterations (`jaxrl.logger.final_returns`).
+last 5% of iterations (`jaxrl.testing.learning_check`).
 """
 
-import numpy as np
 import pytest
 
-from jaxrl import logger, runner
 from jaxrl.agents import ppo
+from jaxrl.testing import learning_check
 
 pytestmark = pytest.mark.slow
 
 
-def final_returns(config, hparams, seed=0, num_seeds=4):
-    init_fn, iteration_fn = ppo.make_parts(config)
-    result = runner.run(init_fn, iteration_fn, num_iterations=config.num_iterations,
-                        steps_per_iteration=config.batch_size, hparams=hparams, seed=seed,
-                        num_seeds=num_seeds, num_envs=config.num_envs)
-    per_seed = logger.final_returns(result.metrics)
-    print(f"{config.env}: per-seed final return {np.round(per_seed, 1)}, "
-          f"mean {per_seed.mean():.1f}")
-    return per_seed
+def final_returns(config, hparams):
+    return learning_check(ppo, config, hparams, num_seeds=4, seed=0)
 
 
 def test_cartpole_default_config():
