@@ -17,17 +17,14 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl import actor_critic, envs, networks, rollout, runner
+from jaxrl import actor_critic, rollout, runner
 from jaxrl import config as cfg
 from jaxrl.actor_critic import Batch, State, act, greedy_act, setup  # noqa: F401 - API
-from jaxrl.config import ConfigError, hparam
+from jaxrl.config import hparam
 from jaxrl.types import Params, PRNGKey
 
-OPTIMIZERS = ("rmsprop", "adam")
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Config:
+class Config(actor_critic.RolloutSizes):
     """Static A2C configuration.
 
     Attributes:
@@ -57,33 +54,12 @@ class Config:
     normalize_obs: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.env, str):
-            raise ConfigError(f"env must be a string environment id, got {self.env!r}")
-        envs.check_env_id(self.env)
-        cfg.check_positive_int(self, ("num_envs", "rollout_len", "total_timesteps"))
-        cfg.check_sizes("hidden_sizes", self.hidden_sizes)
-        cfg.check_choice("activation", self.activation, networks.ACTIVATIONS)
-        cfg.check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        cfg.check_bool(self, ("shared_trunk", "anneal_lr", "normalize_advantages",
-                              "normalize_obs"))
-        if self.total_timesteps < self.batch_size:
-            raise ConfigError(
-                f"total_timesteps ({self.total_timesteps}) must be at least num_envs * "
-                f"rollout_len ({self.batch_size})")
-
-    @property
-    def batch_size(self) -> int:
-        """Transitions per update: `num_envs * rollout_len`."""
-        return self.num_envs * self.rollout_len
-
-    @property
-    def num_iterations(self) -> int:
-        """Rollout-and-update iterations (= gradient steps) in the run."""
-        return self.total_timesteps // self.batch_size
+        actor_critic.check_config(self)
+        cfg.check_choice("optimizer", self.optimizer, actor_critic.OPTIMIZERS)
 
 
 @struct.dataclass
-class HParams:
+class HParams(cfg.HParamsBase):
     """Traced scalar hyperparameters; a leading axis on every leaf sweeps them with `vmap`.
 
     Attributes:
@@ -102,22 +78,15 @@ class HParams:
     vf_coef: jax.Array = hparam(0.5, low=0.0)
     max_grad_norm: jax.Array = hparam(0.5, low=0.0, low_open=True)
 
-    @classmethod
-    def create(cls, **values: float) -> "HParams":
-        """Validated hyperparameters from Python numbers; unset fields take the defaults."""
-        return cfg.make_hparams(cls, **values)
-
 
 def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
-    """Global-norm clipping, then RMSprop or Adam with a traced (optionally annealed) rate."""
-    lr = hparams.learning_rate
-    if config.anneal_lr:
-        lr = optax.linear_schedule(hparams.learning_rate, 0.0, config.num_iterations)
-    if config.optimizer == "rmsprop":
-        opt = optax.rmsprop(learning_rate=lr, decay=0.99, eps=1e-5)
-    else:
-        opt = optax.adam(learning_rate=lr, eps=1e-5)
-    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), opt)
+    """Global-norm clipping, then RMSprop or Adam with a traced (optionally annealed) rate.
+
+    One optimizer update per iteration, so annealing runs over `num_iterations` updates.
+    """
+    return actor_critic.make_optimizer(
+        config.optimizer, hparams.learning_rate, hparams.max_grad_norm,
+        config.num_iterations if config.anneal_lr else None)
 
 
 def init(key: PRNGKey, config: Config, hparams: HParams) -> State:

@@ -21,7 +21,7 @@ import optax
 import rlax
 from flax import struct
 
-from jaxrl import actor_critic, envs, losses, networks, rollout, runner
+from jaxrl import actor_critic, losses, rollout, runner
 from jaxrl import config as cfg
 from jaxrl.actor_critic import Batch, State, act, greedy_act, setup  # noqa: F401 - API
 from jaxrl.config import ConfigError, hparam
@@ -29,7 +29,7 @@ from jaxrl.types import Params, PRNGKey, Transition
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Config:
+class Config(actor_critic.RolloutSizes):
     """Static PPO configuration. Defaults are PureJaxRL's CartPole settings.
 
     Attributes:
@@ -63,33 +63,11 @@ class Config:
     normalize_obs: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.env, str):
-            raise ConfigError(f"env must be a string environment id, got {self.env!r}")
-        envs.check_env_id(self.env)
-        cfg.check_positive_int(self, ("num_envs", "rollout_len", "total_timesteps",
-                                      "num_epochs", "num_minibatches"))
-        cfg.check_sizes("hidden_sizes", self.hidden_sizes)
-        cfg.check_choice("activation", self.activation, networks.ACTIVATIONS)
-        cfg.check_bool(self, ("shared_trunk", "anneal_lr", "clip_value_loss",
-                              "normalize_advantages", "normalize_obs"))
+        actor_critic.check_config(self, ("num_epochs", "num_minibatches"))
         if self.batch_size % self.num_minibatches:
             raise ConfigError(
                 f"num_minibatches ({self.num_minibatches}) must divide num_envs * rollout_len "
                 f"({self.num_envs} * {self.rollout_len} = {self.batch_size})")
-        if self.total_timesteps < self.batch_size:
-            raise ConfigError(
-                f"total_timesteps ({self.total_timesteps}) must be at least num_envs * "
-                f"rollout_len ({self.batch_size})")
-
-    @property
-    def batch_size(self) -> int:
-        """Transitions per iteration: `num_envs * rollout_len`."""
-        return self.num_envs * self.rollout_len
-
-    @property
-    def num_iterations(self) -> int:
-        """Rollout-and-update iterations in the run."""
-        return self.total_timesteps // self.batch_size
 
     @property
     def num_updates(self) -> int:
@@ -98,7 +76,7 @@ class Config:
 
 
 @struct.dataclass
-class HParams:
+class HParams(cfg.HParamsBase):
     """Traced scalar hyperparameters; a leading axis on every leaf sweeps them with `vmap`.
 
     Attributes:
@@ -119,19 +97,11 @@ class HParams:
     vf_coef: jax.Array = hparam(0.5, low=0.0)
     max_grad_norm: jax.Array = hparam(0.5, low=0.0, low_open=True)
 
-    @classmethod
-    def create(cls, **values: float) -> "HParams":
-        """Validated hyperparameters from Python numbers; unset fields take the defaults."""
-        return cfg.make_hparams(cls, **values)
-
 
 def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
     """Adam (eps 1e-5) after global-norm clipping, learning rate traced from `hparams`."""
-    lr = hparams.learning_rate
-    if config.anneal_lr:
-        lr = optax.linear_schedule(hparams.learning_rate, 0.0, config.num_updates)
-    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm),
-                       optax.adam(learning_rate=lr, eps=1e-5))
+    return actor_critic.make_optimizer("adam", hparams.learning_rate, hparams.max_grad_norm,
+                                       config.num_updates if config.anneal_lr else None)
 
 
 def init(key: PRNGKey, config: Config, hparams: HParams) -> State:

@@ -18,8 +18,67 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jaxrl import config as cfg
 from jaxrl import envs, networks, returns, rollout
+from jaxrl.config import ConfigError
 from jaxrl.types import Params, PRNGKey, Transition
+
+OPTIMIZERS = ("adam", "rmsprop")
+_SWITCHES = ("shared_trunk", "normalize_obs", "anneal_lr", "normalize_advantages",
+             "clip_value_loss")
+
+
+class RolloutSizes:
+    """Mixin for on-policy configs: sizes derived from `num_envs`, `rollout_len`, steps."""
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per iteration: `num_envs * rollout_len`."""
+        return self.num_envs * self.rollout_len
+
+    @property
+    def num_iterations(self) -> int:
+        """Rollout-and-update iterations in the run."""
+        return self.total_timesteps // self.batch_size
+
+
+def check_config(config: Any, counts: tuple[str, ...] = ()) -> None:
+    """Validate the fields every on-policy actor-critic config shares, plus `counts`.
+
+    Raises:
+      ConfigError: naming the first bad field and what is allowed.
+    """
+    if not isinstance(config.env, str):
+        raise ConfigError(f"env must be a string environment id, got {config.env!r}")
+    envs.check_env_id(config.env)
+    cfg.check_positive_int(config, ("num_envs", "rollout_len", "total_timesteps") + counts)
+    cfg.check_sizes("hidden_sizes", config.hidden_sizes)
+    cfg.check_choice("activation", config.activation, networks.ACTIVATIONS)
+    cfg.check_bool(config, tuple(n for n in _SWITCHES if hasattr(config, n)))
+    if config.total_timesteps < config.batch_size:
+        raise ConfigError(
+            f"total_timesteps ({config.total_timesteps}) must be at least num_envs * "
+            f"rollout_len ({config.batch_size})")
+
+
+def make_optimizer(name: str, learning_rate: jax.Array, max_grad_norm: jax.Array,
+                   anneal_steps: int | None) -> optax.GradientTransformation:
+    """Global-norm clipping, then Adam or RMSprop (eps 1e-5, RMSprop decay 0.99).
+
+    Args:
+      name: `adam` or `rmsprop`.
+      learning_rate: traced scalar, so a sweep over it compiles once.
+      max_grad_norm: traced clipping threshold.
+      anneal_steps: if given, the rate decays linearly to 0 over this many updates.
+    """
+    lr = learning_rate
+    if anneal_steps is not None:
+        lr = optax.linear_schedule(learning_rate, 0.0, anneal_steps)
+    if name == "rmsprop":
+        opt = optax.rmsprop(learning_rate=lr, decay=0.99, eps=1e-5)
+    else:
+        opt = optax.adam(learning_rate=lr, eps=1e-5)
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), opt)
 
 
 @struct.dataclass

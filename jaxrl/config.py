@@ -114,6 +114,15 @@ def make_hparams(cls, **values):
     return cls(**out)
 
 
+class HParamsBase:
+    """Mixin for `flax.struct` hyperparameter classes: validated construction by `create`."""
+
+    @classmethod
+    def create(cls, **values: float):
+        """Validated hyperparameters from Python numbers; unset fields take the defaults."""
+        return make_hparams(cls, **values)
+
+
 def stack_hparams(hparams_list):
     """Stack several `HParams` along a new leading axis, for a `vmap` sweep."""
     return jax.tree.map(lambda *xs: jnp.stack(xs), *hparams_list)

@@ -110,3 +110,22 @@ def learning_check(agent: Any, config: Any, hparams: Any, *, num_seeds: int = 4,
     print(f"{agent.__name__.split('.')[-1]} on {config.env}: per-seed final return "
           f"{np.round(per_seed, 1)}, mean {np.nanmean(per_seed):.1f}")
     return per_seed
+
+
+def constant_actor_critic_params(params: Any, logits_or_mean: Any, value: float) -> Any:
+    """Copy `jaxrl.networks.make_actor_critic` parameters so that the policy head outputs
+    `logits_or_mean` and the value head `value` for every observation.
+
+    The heads' kernels are zeroed and their biases set, which makes losses computable by
+    hand (e.g. a two-action policy `[0.25, 0.75]` from logits `[0, log 3]`).
+    """
+    p = params["params"]
+    head = p["PolicyHead_0"]["Dense_0"]
+    vhead = p["ValueHead_0"]["Dense_0"]
+    return {"params": {
+        **p,
+        "PolicyHead_0": {**p["PolicyHead_0"], "Dense_0": {
+            "kernel": jnp.zeros_like(head["kernel"]),
+            "bias": jnp.asarray(logits_or_mean, jnp.float32)}},
+        "ValueHead_0": {"Dense_0": {"kernel": jnp.zeros_like(vhead["kernel"]),
+                                    "bias": jnp.asarray([value], jnp.float32)}}}}

@@ -14,18 +14,9 @@ TINY = dict(num_envs=4, rollout_len=8, total_timesteps=4 * 8 * 5)
 
 
 def fixed_policy_params(config, logits_bias, value_bias):
-    """Parameters whose policy logits and value ignore the observation."""
+    """Parameters whose policy logits (or mean) and value ignore the observation."""
     params = a2c.init(jax.random.key(0), config, a2c.HParams.create()).params
-    p = params["params"]
-    head = p["PolicyHead_0"]["Dense_0"]
-    vhead = p["ValueHead_0"]["Dense_0"]
-    return {"params": {**p,
-                       "PolicyHead_0": {**p["PolicyHead_0"], "Dense_0": {
-                           "kernel": jnp.zeros_like(head["kernel"]),
-                           "bias": jnp.asarray(logits_bias, jnp.float32)}},
-                       "ValueHead_0": {"Dense_0": {
-                           "kernel": jnp.zeros_like(vhead["kernel"]),
-                           "bias": jnp.asarray([value_bias], jnp.float32)}}}}
+    return testing.constant_actor_critic_params(params, logits_bias, value_bias)
 
 
 @pytest.mark.parametrize("jit", [False, True])
