@@ -107,7 +107,7 @@ def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
     dist, value = actor_critic.policy(params, batch.obs, config)
     adv = batch.advantage
     if config.normalize_advantages:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        adv = actor_critic.standardize(adv)
     # The advantage is a constant weight: the policy gradient is a weighted log-likelihood.
     actor_loss = -(dist.log_prob(batch.action) * jax.lax.stop_gradient(adv)).mean()
     value_loss = 0.5 * jnp.square(value - batch.target).mean()
@@ -119,9 +119,8 @@ def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
 
 def update(state: State, batch: Batch, hparams: HParams, config: Config):
     """One gradient step on the whole batch; returns `(state, metrics)`."""
-    grads, metrics = jax.grad(loss, has_aux=True)(state.params, batch, hparams, config)
-    state = actor_critic.apply_gradients(state, grads, optimizer(hparams, config))
-    return state, {**metrics, "opt/grad_norm": optax.tree.norm(grads)}
+    return actor_critic.gradient_step(loss, state, batch, hparams, config,
+                                      optimizer(hparams, config))
 
 
 def iteration(state: State, key: PRNGKey, hparams: HParams, config: Config):
@@ -140,5 +139,4 @@ def make_parts(config: Config):
 
 def make_train(config: Config):
     """`train(key, hparams) -> (state, metrics[num_iterations])`, one pure function."""
-    init_fn, iteration_fn = make_parts(config)
-    return runner.make_train(init_fn, iteration_fn, config.num_iterations)
+    return runner.make_train(*make_parts(config), config.num_iterations)

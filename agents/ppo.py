@@ -125,7 +125,7 @@ def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
     ratio = jnp.exp(log_ratio)
     adv = batch.advantage
     if config.normalize_advantages:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        adv = actor_critic.standardize(adv)
     actor_loss = rlax.clipped_surrogate_pg_loss(ratio, adv, hparams.clip_eps)
     if config.clip_value_loss:
         value_loss = jax.vmap(losses.clipped_value_loss, in_axes=(0, 0, 0, None))(
@@ -152,9 +152,8 @@ def update(state: State, batch: Batch, hparams: HParams, config: Config):
     Returns:
       `(state, metrics)` with the loss metrics and `opt/grad_norm`.
     """
-    grads, metrics = jax.grad(loss, has_aux=True)(state.params, batch, hparams, config)
-    state = actor_critic.apply_gradients(state, grads, optimizer(hparams, config))
-    return state, {**metrics, "opt/grad_norm": optax.tree.norm(grads)}
+    return actor_critic.gradient_step(loss, state, batch, hparams, config,
+                                      optimizer(hparams, config))
 
 
 def learn(state: State, batch: Batch, key: PRNGKey, hparams: HParams, config: Config):
@@ -199,5 +198,4 @@ def make_parts(config: Config):
 
 def make_train(config: Config):
     """`train(key, hparams) -> (state, metrics[num_iterations])`, one pure function."""
-    init_fn, iteration_fn = make_parts(config)
-    return runner.make_train(init_fn, iteration_fn, config.num_iterations)
+    return runner.make_train(*make_parts(config), config.num_iterations)

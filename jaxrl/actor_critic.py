@@ -196,6 +196,23 @@ def make_batch(params: Params, traj: Transition, gamma: jax.Array, gae_lambda: j
                  value=flat(v_tm1), advantage=flat(adv), target=flat(adv + v_tm1))
 
 
+def standardize(adv: jax.Array) -> jax.Array:
+    """Advantages `[B]` shifted and scaled to mean 0, standard deviation 1 (eps 1e-8)."""
+    return (adv - adv.mean()) / (adv.std() + 1e-8)
+
+
+def gradient_step(loss_fn, state: State, batch: Batch, hparams: Any, config: Any,
+                  tx: optax.GradientTransformation):
+    """One step of `tx` on `loss_fn(params, batch, hparams, config) -> (loss, metrics)`.
+
+    Returns:
+      `(state, metrics)`: the loss metrics plus `opt/grad_norm` (before clipping).
+    """
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, batch, hparams, config)
+    state = apply_gradients(state, grads, tx)
+    return state, {**metrics, "opt/grad_norm": optax.tree.norm(grads)}
+
+
 def apply_gradients(state: State, grads: Params, tx: optax.GradientTransformation) -> State:
     """One optimizer step of `tx` on `state.params`; counts it in `state.step`."""
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
