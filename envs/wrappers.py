@@ -27,6 +27,10 @@ class Wrapper:
         self._env = env
 
     def __getattr__(self, name: str) -> Any:
+        # Only called for missing attributes; refusing `_env` and dunders keeps copy/pickle
+        # (which probe them before `__init__` ran) from recursing forever.
+        if name == "_env" or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
         return getattr(self._env, name)
 
     @property
@@ -105,7 +109,8 @@ class NormalizeObservationState:
     env_state: Any
     mean: jax.Array   # [*obs_shape]
     var: jax.Array    # [*obs_shape]
-    count: jax.Array  # float32 scalar; starts at a small epsilon so the first update is defined
+    count: jax.Array  # int32 scalar: observations seen (int, so it never stops growing)
+    last_obs: jax.Array  # [*obs_shape] the raw observation last returned (normalised)
 
 
 class NormalizeObservation(Wrapper):
@@ -127,13 +132,17 @@ class NormalizeObservation(Wrapper):
         self.epsilon = float(epsilon)
 
     def _update(self, state: NormalizeObservationState, obs: jax.Array):
-        count = state.count + 1.0
+        state = state.replace(last_obs=obs)
+        count = state.count + 1
+        n = count.astype(jnp.float32)
         delta = obs - state.mean
-        mean = state.mean + delta / count
-        m2 = state.var * state.count + delta * (obs - mean)
-        return state.replace(mean=mean, var=m2 / count, count=count)
+        mean = state.mean + delta / n
+        # Welford: var * (n - 1) + delta * (obs - mean) is the new sum of squared deviations.
+        m2 = state.var * (n - 1.0) + delta * (obs - mean)
+        return state.replace(mean=mean, var=m2 / n, count=count)
 
-    def _normalize(self, state: NormalizeObservationState, obs: jax.Array) -> jax.Array:
+    def normalize(self, state: NormalizeObservationState, obs: jax.Array) -> jax.Array:
+        """`obs` normalised and clipped with the statistics in `state`."""
         z = (obs - state.mean) / jnp.sqrt(state.var + self.epsilon)
         return jnp.clip(z, -self.clip, self.clip)
 
@@ -141,17 +150,43 @@ class NormalizeObservation(Wrapper):
         obs, env_state = self._env.reset(key, params)
         obs = obs.astype(jnp.float32)
         state = NormalizeObservationState(
-            env_state, jnp.zeros_like(obs), jnp.ones_like(obs), jnp.float32(1e-4))
+            env_state, jnp.zeros_like(obs), jnp.zeros_like(obs), jnp.int32(0), obs)
         state = self._update(state, obs)
-        return self._normalize(state, obs), state
+        return self.normalize(state, obs), state
 
     def step(self, key, state, action, params=None):
         obs, env_state, reward, terminated, truncated, info = self._env.step(
             key, state.env_state, action, params)
         state = self._update(state.replace(env_state=env_state), obs.astype(jnp.float32))
         final = info["final_observation"].astype(jnp.float32)
-        info = {**info, "final_observation": self._normalize(state, final)}
-        return self._normalize(state, obs), state, reward, terminated, truncated, info
+        info = {**info, "final_observation": self.normalize(state, final)}
+        return self.normalize(state, obs), state, reward, terminated, truncated, info
+
+
+def transplant_statistics(target: Any, source: Any) -> Any:
+    """Give every env copy in `target` the statistics pooled over all copies in `source`.
+
+    Both are (possibly nested) wrapper states with a leading env axis `[N, ...]`; each
+    `NormalizeObservationState` in `target` gets the mean and variance of the union of the
+    observations counted in `source` (Chan et al.'s parallel combination), so an evaluation
+    sees inputs on the scale the policy was trained on. Other state is left as it is.
+    """
+    if isinstance(target, NormalizeObservationState):
+        # [N, 1, ...]: one weight per env copy, broadcast over the observation axes.
+        n = source.count.astype(jnp.float32).reshape((-1,) + (1,) * (source.mean.ndim - 1))
+        total = jnp.maximum(n.sum(), 1.0)
+        mean = (source.mean * n).sum(0) / total
+        var = ((source.var + jnp.square(source.mean - mean[None])) * n).sum(0) / total
+        num = target.mean.shape[0]
+        return target.replace(
+            env_state=transplant_statistics(target.env_state, source.env_state),
+            mean=jnp.broadcast_to(mean, target.mean.shape),
+            var=jnp.broadcast_to(var, target.var.shape),
+            count=jnp.full((num,), source.count.sum(), jnp.int32))
+    if hasattr(target, "env_state") and hasattr(source, "env_state"):
+        return target.replace(env_state=transplant_statistics(target.env_state,
+                                                              source.env_state))
+    return target
 
 
 class ClipAction(Wrapper):

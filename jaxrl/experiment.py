@@ -56,11 +56,13 @@ def prepare_out_dir(out: str, *, overwrite: bool = False) -> None:
         raise ConfigError(f"out {out!r} is not writable: {e.strerror}") from None
 
 
-def evaluate(agent: Any, config: Any, params: Any, *, num_episodes: int, seed: int) -> np.ndarray:
+def evaluate(agent: Any, config: Any, params: Any, *, num_episodes: int, seed: int,
+             train_env_state: Any = None) -> np.ndarray:
     """Greedy returns `[S, num_episodes]` of seed-batched `params`, one episode per env copy.
 
     Uses the agent's `greedy_act` on fresh environments (seeded apart from training), for
-    the env's time limit plus one step so every episode can end.
+    the env's time limit plus one step so every episode can end. Pass the seed-batched
+    training env state to normalise observations with the statistics learned in training.
     """
     import functools
 
@@ -73,7 +75,9 @@ def evaluate(agent: Any, config: Any, params: Any, *, num_episodes: int, seed: i
         max_steps)
     num_seeds = jax.tree.leaves(params)[0].shape[0]
     keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 0x5EED), num_seeds)
-    return np.asarray(jax.jit(jax.vmap(evaluate_one))(params, keys))
+    if train_env_state is None:
+        return np.asarray(jax.jit(jax.vmap(evaluate_one))(params, keys))
+    return np.asarray(jax.jit(jax.vmap(evaluate_one))(params, keys, train_env_state))
 
 
 def summarize(agent_name: str, config: Any, result: runner.RunResult, num_seeds: int) -> dict:
@@ -143,7 +147,7 @@ def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
     summary = summarize(agent_name, config, result, num_seeds)
     if eval_episodes:
         returns = evaluate(agent, config, result.state.params, num_episodes=eval_episodes,
-                           seed=seed)
+                           seed=seed, train_env_state=result.state.env_state)
         per_seed = np.nanmean(returns, axis=1)
         summary.update({"eval_episodes": eval_episodes,
                         "eval_return_mean": float(np.nanmean(per_seed)),

@@ -89,6 +89,20 @@ def episode_metrics(episodes: dict[str, jax.Array]) -> Metrics:
     return {"episode/return": ret, "episode/length": length, "episode/count": count}
 
 
+def renormalized_observation(env: Any, state: Any, obs: jax.Array) -> jax.Array:
+    """One env copy's current observation, normalised with the statistics now in `state`.
+
+    Walks down the wrapper chain to a `NormalizeObservation`; without one, returns `obs`.
+    """
+    from jaxrl.envs.wrappers import NormalizeObservation, Wrapper
+
+    if isinstance(env, NormalizeObservation):
+        return env.normalize(state, state.last_obs)
+    if isinstance(env, Wrapper) and hasattr(state, "env_state"):
+        return renormalized_observation(env._env, state.env_state, obs)
+    return obs
+
+
 def make_evaluate(env: Any, env_params: EnvParams,
                   act: Callable[[Params, jax.Array, PRNGKey], jax.Array], num_episodes: int,
                   max_steps: int):
@@ -104,12 +118,23 @@ def make_evaluate(env: Any, env_params: EnvParams,
       act: `act(params, obs[*obs_shape], key) -> action` for one observation.
       num_episodes: env copies, one episode each.
       max_steps: steps to run.
+
+    Returns:
+      `evaluate(params, key, train_env_state=None)`; pass the training env state (`[N, ...]`)
+      to evaluate with the observation statistics learned in training.
     """
     collect = make_rollout(env, env_params, act, max_steps)
 
-    def evaluate(params: Params, key: PRNGKey) -> jax.Array:
+    def evaluate(params: Params, key: PRNGKey, train_env_state: Any = None) -> jax.Array:
         reset_key, run_key = jax.random.split(key)
         env_state, obs = reset_envs(env, env_params, reset_key, num_episodes)
+        if train_env_state is not None:
+            # Fresh copies would normalise observations with fresh statistics: use the
+            # training ones (pooled over the training env copies) instead.
+            from jaxrl.envs.wrappers import transplant_statistics
+
+            env_state = transplant_statistics(env_state, train_env_state)
+            obs = jax.vmap(lambda st, o: renormalized_observation(env, st, o))(env_state, obs)
         _, _, _, episodes = collect(params, env_state, obs, run_key)
         done = episodes["episode/done"]  # [T, N]
         first = jnp.argmax(done, axis=0)  # index of the first True (0 if none)

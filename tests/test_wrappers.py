@@ -391,3 +391,49 @@ def test_wrappers_compose_and_delegate():
     assert obs.shape == (3,) and np.all(np.abs(np.asarray(obs)) <= 5.0)
     assert float(state.env_state.env_state.last_u) == 2.0
     assert {"episode/done", "episode/return", "episode/length"} <= set(info)
+
+
+def test_transplanted_statistics_are_those_of_all_observations_seen():
+    from jaxrl import rollout
+    from jaxrl.envs.wrappers import NormalizeObservationState, transplant_statistics
+
+    base, params = envs.make("CartPole-v1")
+    env = envs.EpisodeStatistics(NormalizeObservation(base))
+    keys = jax.random.split(jax.random.key(0), 3)
+    _, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+
+    def run(state, key):
+        def step(st, k):
+            a_key, s_key = jax.random.split(k)
+            action = jax.random.randint(a_key, (3,), 0, 2)
+            _, st, *_ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                jax.random.split(s_key, 3), st, action, params)
+            return st, st.env_state.last_obs
+        return jax.lax.scan(step, state, jax.random.split(key, 50))
+
+    first_obs = state.env_state.last_obs
+    state, seen = jax.jit(run)(state, jax.random.key(1))
+    all_obs = np.concatenate([np.asarray(first_obs)[None], np.asarray(seen)]).reshape(-1, 4)
+    _, target = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.key(2), 5),
+                                                        params)
+    moved = transplant_statistics(target, state)
+    inner = moved.env_state
+    assert isinstance(inner, NormalizeObservationState)
+    np.testing.assert_allclose(inner.mean, np.broadcast_to(all_obs.mean(0), (5, 4)),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(inner.var, np.broadcast_to(all_obs.var(0), (5, 4)),
+                               rtol=1e-3, atol=1e-5)
+    np.testing.assert_array_equal(inner.count, np.full(5, all_obs.shape[0]))
+    # The evaluation's first observation is re-normalised with those statistics.
+    obs = jax.vmap(lambda st: rollout.renormalized_observation(env, st, None))(moved)
+    expected = (np.asarray(inner.last_obs) - all_obs.mean(0)) / np.sqrt(all_obs.var(0) + 1e-8)
+    np.testing.assert_allclose(obs, np.clip(expected, -10, 10), rtol=1e-3, atol=1e-4)
+
+
+def test_wrappers_can_be_copied():
+    import copy
+    import pickle
+
+    env = envs.EpisodeStatistics(NormalizeObservation(envs.make("CartPole-v1")[0]))
+    assert copy.deepcopy(env).num_actions == 2
+    assert pickle.loads(pickle.dumps(env)).num_actions == 2
