@@ -56,6 +56,9 @@ class Config(actor_critic.RolloutSizes):
     def __post_init__(self):
         actor_critic.check_config(self)
         cfg.check_choice("optimizer", self.optimizer, actor_critic.OPTIMIZERS)
+        if self.normalize_advantages and self.batch_size < 2:
+            raise ConfigError("num_envs * rollout_len must be at least 2 with "
+                              "normalize_advantages (one normalised advantage is 0)")
 
 
 @struct.dataclass

@@ -68,6 +68,10 @@ class Config(actor_critic.RolloutSizes):
             raise ConfigError(
                 f"num_minibatches ({self.num_minibatches}) must divide num_envs * rollout_len "
                 f"({self.num_envs} * {self.rollout_len} = {self.batch_size})")
+        if self.normalize_advantages and self.batch_size // self.num_minibatches < 2:
+            raise ConfigError("num_minibatches leaves minibatches of one transition, whose "
+                              "normalised advantage is 0; use fewer minibatches or "
+                              "--no-normalize-advantages")
 
     @property
     def num_updates(self) -> int:

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         from jaxrl.runner import NonFiniteError
         if not isinstance(e, NonFiniteError):
             raise
-        print(f"jaxrl: error: training stopped: {e} (metrics.jsonl holds the iterations "
+        print(f"jaxrl: error: training stopped: {e} (metrics.jsonl holds the chunks "
               "before it)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -33,19 +33,41 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "learning_curve.png")
+RUN_DIRS = ("tensorboard",)
+
+
 def prepare_out_dir(out: str, *, overwrite: bool = False) -> None:
-    """Create `out`, refusing to clobber an earlier run unless `overwrite`.
+    """Create `out`, refusing to clobber an earlier run or unrelated files.
+
+    An existing folder is accepted only if it holds nothing but jaxrl run files. If it
+    holds a run (`metrics.jsonl`), `overwrite` is needed, and then every file of the old
+    run is removed first, so the folder never mixes two runs.
 
     Raises:
-      ConfigError: `out` holds a previous run, or cannot be created or written.
+      ConfigError: `out` holds a previous run (without `overwrite`), holds other files, or
+        cannot be created or written.
     """
+    import shutil
+
     if os.path.exists(out) and not os.path.isdir(out):
         raise ConfigError(f"out {out!r} exists and is not a directory")
-    if os.path.isdir(out) and os.path.exists(os.path.join(out, "metrics.jsonl")):
-        if not overwrite:
+    if os.path.isdir(out):
+        foreign = sorted(set(os.listdir(out)) - set(RUN_FILES) - set(RUN_DIRS))
+        if foreign:
+            raise ConfigError(f"out {out!r} is not empty and is not a jaxrl run folder (it "
+                              f"holds {foreign[0]!r}); choose a new or empty folder")
+        if os.path.exists(os.path.join(out, "metrics.jsonl")) and not overwrite:
             raise ConfigError(f"out {out!r} already holds a run (metrics.jsonl); choose "
                               "another folder or pass --overwrite")
-        os.remove(os.path.join(out, "metrics.jsonl"))
+        try:
+            for name in RUN_FILES:
+                if os.path.exists(os.path.join(out, name)):
+                    os.remove(os.path.join(out, name))
+            for name in RUN_DIRS:
+                shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+        except OSError as e:
+            raise ConfigError(f"out {out!r} is not writable: {e.strerror}") from None
     try:
         os.makedirs(out, exist_ok=True)
         probe = os.path.join(out, ".write-test")
@@ -80,11 +102,16 @@ def evaluate(agent: Any, config: Any, params: Any, *, num_episodes: int, seed: i
     return np.asarray(jax.jit(jax.vmap(evaluate_one))(params, keys, train_env_state))
 
 
+def _json_float(x: float) -> float | None:
+    """A float for JSON, or None for NaN and infinities (strict JSON has neither)."""
+    return float(x) if np.isfinite(x) else None
+
+
 def summarize(agent_name: str, config: Any, result: runner.RunResult, num_seeds: int) -> dict:
     """The `summary.json` contents for a finished run."""
     per_seed = final_returns(result.metrics)
     finite = per_seed[np.isfinite(per_seed)]
-    as_float = lambda x: None if not np.isfinite(x) else float(x)  # noqa: E731
+    as_float = _json_float
     return {
         "agent": agent_name,
         "env": config.env,
@@ -127,6 +154,13 @@ def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
     if type(eval_episodes) is not int or eval_episodes < 0:
         raise ConfigError(f"eval_episodes must be a non-negative integer, got {eval_episodes!r}")
     runner.choose_devices(devices, num_seeds, config.num_envs)  # validate before any work
+    try:
+        agent.setup(config)  # build the env and network now: a failure leaves no folder
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - e.g. an env that downloads data at construction
+        raise ConfigError(f"env {config.env!r} could not be built: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
     prepare_out_dir(out, overwrite=overwrite)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump({"agent": agent_name, "env": config.env, "config": to_dict(config),
@@ -148,15 +182,18 @@ def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
     if eval_episodes:
         returns = evaluate(agent, config, result.state.params, num_episodes=eval_episodes,
                            seed=seed, train_env_state=result.state.env_state)
-        per_seed = np.nanmean(returns, axis=1)
+        finished = np.isfinite(returns)
+        per_seed = np.where(finished.any(1), np.where(finished, returns, 0.0).sum(1)
+                            / np.maximum(finished.sum(1), 1), np.nan)
+        ok = per_seed[np.isfinite(per_seed)]
         summary.update({"eval_episodes": eval_episodes,
-                        "eval_return_mean": float(np.nanmean(per_seed)),
-                        "eval_return_std": float(np.nanstd(per_seed)),
-                        "per_seed_eval_return": [float(x) for x in per_seed],
+                        "eval_return_mean": _json_float(ok.mean()) if ok.size else None,
+                        "eval_return_std": _json_float(ok.std()) if ok.size else None,
+                        "per_seed_eval_return": [_json_float(x) for x in per_seed],
                         "eval_return_source": "greedy policy after training, first episode "
                                               "of each of eval_episodes fresh env copies"})
     with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+        json.dump(summary, f, indent=2, allow_nan=False)
     steps = np.arange(1, config.num_iterations + 1) * config.batch_size
     plot_curves([(agent_name, steps, result.metrics["episode/return"])],
                 os.path.join(out, "learning_curve.png"), title=f"{agent_name} on {config.env}")

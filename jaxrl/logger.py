@@ -28,9 +28,12 @@ class JsonlLogger:
     def __init__(self, path: str, steps_per_iteration: int):
         self.path = path
         self.steps_per_iteration = steps_per_iteration
-        self._file = open(path, "a", encoding="utf-8")
+        self._file = None  # created with the first chunk: a run that never trained leaves none
 
     def on_chunk(self, first_iteration: int, metrics: dict[str, np.ndarray], info: dict) -> None:
+        if self._file is None:
+            # "x": never append to (or clobber) a metrics file that another run wrote.
+            self._file = open(self.path, "x", encoding="utf-8")
         names = sorted(metrics)
         count = next(iter(metrics.values())).shape[1] if metrics else 0
         lines = []
@@ -43,12 +46,14 @@ class JsonlLogger:
         self._file.flush()
 
     def on_end(self, result) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
 
     def on_abort(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def read_jsonl(path: str) -> Iterator[dict]:
@@ -121,8 +126,11 @@ class Progress:
             return
         ret = metrics.get("episode/return")
         text = "-"
-        if ret is not None and np.isfinite(ret).any():
-            text = f"{np.nanmean(ret[:, -max(1, ret.shape[1] // 4):]):.1f}"
+        if ret is not None:
+            recent = ret[:, -max(1, ret.shape[1] // 4):]
+            recent = recent if np.isfinite(recent).any() else ret
+            if np.isfinite(recent).any():
+                text = f"{np.nanmean(recent):.1f}"
         rate = info["env_steps"] * info["num_seeds"] / max(info["elapsed_s"], 1e-9)
         self._bar.update(self._task, completed=info["env_steps"], rate=f"{rate:,.0f}/s",
                          ret=text)

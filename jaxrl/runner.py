@@ -236,11 +236,17 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
       num_envs: env copies per seed, for sharding the env axis of a single seed.
       check_finite_values: after each chunk, stop with `NonFiniteError` (naming the seed,
         the iteration and the leaves) if losses, parameters or optimizer state are not
-        finite; the callbacks never see that chunk, so logs end at the last good one.
+        finite; the callbacks never see that chunk, so logs end with the last good chunk.
 
     Returns:
       `RunResult` with metrics `[S, num_iterations]` as NumPy arrays.
     """
+    if type(num_iterations) is not int or num_iterations <= 0:
+        raise ConfigError(f"num_iterations must be a positive integer, got {num_iterations!r}")
+    if chunk_iterations is not None and (type(chunk_iterations) is not int
+                                         or chunk_iterations <= 0):
+        raise ConfigError(f"chunk_iterations must be a positive integer, got "
+                          f"{chunk_iterations!r}")
     if chunk_iterations is None:
         chunk_iterations = max(1, math.ceil(num_iterations / 20))
     chunk_iterations = min(chunk_iterations, num_iterations)
@@ -270,16 +276,14 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
                           out_shardings=(_shardings(state_shapes, mesh, shard_seeds, env_fields),
                                          seed_sharding))
 
-    t0 = time.perf_counter()
-    init_compiled = init_fn.lower(keys, hparams).compile()
-    state, run_keys = init_compiled(keys, hparams)
-    start0 = jnp.int32(0)
-    chunk_compiled = chunk_fn.lower(state, run_keys, start0, hparams).compile()
-    compile_time = time.perf_counter() - t0
-
     collected: dict[str, list[np.ndarray]] = {}
-    t_train = time.perf_counter()
     try:
+        t0 = time.perf_counter()
+        init_compiled = init_fn.lower(keys, hparams).compile()
+        state, run_keys = init_compiled(keys, hparams)
+        chunk_compiled = chunk_fn.lower(state, run_keys, jnp.int32(0), hparams).compile()
+        compile_time = time.perf_counter() - t0
+        t_train = time.perf_counter()
         for first in range(0, num_iterations, chunk_iterations):
             state, metrics = chunk_compiled(state, run_keys, jnp.int32(first), hparams)
             metrics = jax.device_get(metrics)
