@@ -20,7 +20,7 @@ from flax import struct
 from jaxrl import actor_critic, rollout, runner
 from jaxrl import config as cfg
 from jaxrl.actor_critic import Batch, State, act, greedy_act, setup  # noqa: F401 - API
-from jaxrl.config import hparam
+from jaxrl.config import ConfigError, hparam
 from jaxrl.types import Params, PRNGKey
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnax
+import numpy as np
 from gymnax.environments import spaces
 
 from jaxrl.config import ConfigError
@@ -70,7 +71,6 @@ def env_spec(env: Any, env_params: Any) -> EnvSpec:
     if isinstance(act_space, spaces.Discrete):
         return EnvSpec(obs_shape=obs_shape, discrete=True, num_actions=int(act_space.n))
     if isinstance(act_space, spaces.Box):
-        import numpy as np
         shape = tuple(int(d) for d in act_space.shape)
         low = np.broadcast_to(np.asarray(act_space.low, np.float32), shape).reshape(-1)
         high = np.broadcast_to(np.asarray(act_space.high, np.float32), shape).reshape(-1)

@@ -87,6 +87,8 @@ def _default_out(agent: str, env: str) -> str:
     return out
 
 
+# Agents, envs and the runner are imported inside the commands so that usage errors and
+# `--help` answer before JAX and the libraries load.
 def _train(argv: list[str]) -> int:
     from jaxrl.agents import REGISTRY
 

@@ -8,11 +8,14 @@ This is what `jaxrl train` does, as a function notebooks can call too. The folde
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
+import shutil
 from importlib import metadata
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxrl import rollout, runner
@@ -48,8 +51,6 @@ def prepare_out_dir(out: str, *, overwrite: bool = False) -> None:
       ConfigError: `out` holds a previous run (without `overwrite`), holds other files, or
         cannot be created or written.
     """
-    import shutil
-
     if os.path.exists(out) and not os.path.isdir(out):
         raise ConfigError(f"out {out!r} exists and is not a directory")
     if os.path.isdir(out):
@@ -86,10 +87,6 @@ def evaluate(agent: Any, config: Any, params: Any, *, num_episodes: int, seed: i
     the env's time limit plus one step so every episode can end. Pass the seed-batched
     training env state to normalise observations with the statistics learned in training.
     """
-    import functools
-
-    import jax
-
     s = agent.setup(config)
     max_steps = int(getattr(s.env_params, "max_steps_in_episode", 1000)) + 1
     evaluate_one = rollout.make_evaluate(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -188,8 +189,6 @@ class TensorBoardLogger:
             self._disable(e)
 
     def _disable(self, error: BaseException) -> None:
-        import warnings
-
         warnings.warn(f"TensorBoard logging disabled ({type(error).__name__}: {error}); "
                       "metrics.jsonl is still written", RuntimeWarning, stacklevel=3)
         self._writer = None

@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxrl.envs.wrappers import NormalizeObservation, Wrapper, transplant_statistics
 from jaxrl.types import EnvParams, EnvState, Metrics, Params, PRNGKey, Transition
 
 EPISODE_KEYS = ("episode/done", "episode/return", "episode/length")
@@ -94,8 +95,6 @@ def renormalized_observation(env: Any, state: Any, obs: jax.Array) -> jax.Array:
 
     Walks down the wrapper chain to a `NormalizeObservation`; without one, returns `obs`.
     """
-    from jaxrl.envs.wrappers import NormalizeObservation, Wrapper
-
     if isinstance(env, NormalizeObservation):
         return env.normalize(state, state.last_obs)
     if isinstance(env, Wrapper) and hasattr(state, "env_state"):
@@ -131,8 +130,6 @@ def make_evaluate(env: Any, env_params: EnvParams,
         if train_env_state is not None:
             # Fresh copies would normalise observations with fresh statistics: use the
             # training ones (pooled over the training env copies) instead.
-            from jaxrl.envs.wrappers import transplant_statistics
-
             env_state = transplant_statistics(env_state, train_env_state)
             obs = jax.vmap(lambda st, o: renormalized_observation(env, st, o))(env_state, obs)
         _, _, _, episodes = collect(params, env_state, obs, run_key)

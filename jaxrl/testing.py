@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl import logger, runner
 from jaxrl.envs.probes import (PROBES, ProbeActionReward, ProbeConstantReward,
                                ProbeOneStepDelay, ProbeRewardEqualsObs, ProbeTimeLimitEndless)
 
@@ -100,8 +101,6 @@ def learning_check(agent: Any, config: Any, hparams: Any, *, num_seeds: int = 4,
     the last 5% of iterations (`jaxrl.logger.final_returns`). Prints the per-seed values so
     a learning test's log records them.
     """
-    from jaxrl import logger, runner
-
     init_fn, iteration_fn = agent.make_parts(config)
     result = runner.run(init_fn, iteration_fn, num_iterations=config.num_iterations,
                         steps_per_iteration=config.batch_size, hparams=hparams, seed=seed,

@@ -61,6 +61,7 @@ def test_gradient_equals_ppo_surrogate_gradient_at_ratio_one(env):
     (dict(num_envs=0), "num_envs"), (dict(rollout_len=-2), "rollout_len"),
     (dict(optimizer="sgd"), "optimizer"), (dict(total_timesteps=10), "total_timesteps"),
     (dict(env="Nope-v0"), "Nope-v0"), (dict(shared_trunk="yes"), "shared_trunk"),
+    (dict(num_envs=1, rollout_len=1, normalize_advantages=True), "normalize_advantages"),
 ])
 def test_bad_config_names_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):

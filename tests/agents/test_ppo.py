@@ -100,6 +100,7 @@ class TestConfig:
         (dict(activation="sigmoid"), "activation"),
         (dict(env="NoSuchEnv-v0"), "NoSuchEnv-v0"),
         (dict(anneal_lr=1), "anneal_lr"),
+        (dict(num_envs=4, rollout_len=16, num_minibatches=64), "minibatches of one"),
     ])
     def test_bad_config_names_the_field(self, kwargs, field):
         with pytest.raises(ConfigError, match=field):
