@@ -72,6 +72,8 @@ class HParams(cfg.HParamsBase):
       ent_coef: weight of the entropy bonus.
       vf_coef: weight of the value loss.
       max_grad_norm: threshold of global gradient-norm clipping.
+      reward_scale: multiplies rewards before advantages and value targets (logged
+        episode returns stay unscaled); small values tame large value targets.
     """
 
     learning_rate: jax.Array = hparam(7e-4, low=0.0, low_open=True)
@@ -80,6 +82,7 @@ class HParams(cfg.HParamsBase):
     ent_coef: jax.Array = hparam(0.01, low=0.0)
     vf_coef: jax.Array = hparam(0.5, low=0.0)
     max_grad_norm: jax.Array = hparam(0.5, low=0.0, low_open=True)
+    reward_scale: jax.Array = hparam(1.0, low=0.0, low_open=True)
 
 
 def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
@@ -130,7 +133,7 @@ def iteration(state: State, key: PRNGKey, hparams: HParams, config: Config):
     """Collect one rollout in every env copy, then take one gradient step on it."""
     state, traj, episodes = actor_critic.collect(state, key, config)
     batch = actor_critic.make_batch(state.params, traj, hparams.gamma, hparams.gae_lambda,
-                                    config)
+                                    config, reward_scale=hparams.reward_scale)
     state, metrics = update(state, batch, hparams, config)
     return state, {**metrics, **rollout.episode_metrics(episodes)}
 

@@ -13,6 +13,7 @@ as `probe/<name>`.
 | probe/one-step-delay | obs 0 then obs 1; reward 1 only on the 2nd step | V(0) = gamma, V(1) = 1 |
 | probe/time-limit-endless | reward 1 forever, truncated (never terminated) at the limit | V = 1/(1-gamma) |
 | probe/action-reward | obs in {-1, +1}; reward 1 iff action == (obs > 0) | V = 1 under the best policy |
+| probe/two-step-tree | obs 0, then -1 or +1 by the first action; two steps | enumerable (4 paths) |
 """
 
 from __future__ import annotations
@@ -130,12 +131,34 @@ class ProbeActionReward(_Probe):
         return state.obs, jnp.where(good, 1.0, 0.0), True
 
 
+class ProbeTwoStepTree(_Probe):
+    """A depth-two binary tree: its 4 trajectories make the policy gradient enumerable.
+
+    The root has obs 0; action `a` leads to obs `-1` (a = 0) or `+1` (a = 1) with reward
+    `ROOT_REWARD[a]`; the second action `b` there gives `LEAF_REWARD[leaf][b]` and ends the
+    episode. Rewards differ on every path, so every policy parameter has a gradient.
+    """
+
+    ROOT_REWARD = (0.0, 0.5)
+    LEAF_REWARD = ((1.0, 0.0), (-0.5, 2.0))  # [leaf (a = 0, a = 1)][b]
+
+    def _transition(self, key, state, action):
+        action = jnp.asarray(action, jnp.int32)
+        at_root = state.obs == 0.0
+        leaf = (state.obs > 0).astype(jnp.int32)
+        reward = jnp.where(at_root, jnp.asarray(self.ROOT_REWARD)[action],
+                           jnp.asarray(self.LEAF_REWARD)[leaf, action])
+        next_obs = jnp.where(at_root, 2.0 * action - 1.0, state.obs)
+        return next_obs, reward, jnp.logical_not(at_root)
+
+
 PROBES: dict[str, type[_Probe]] = {
     "probe/constant-reward": ProbeConstantReward,
     "probe/reward-equals-obs": ProbeRewardEqualsObs,
     "probe/one-step-delay": ProbeOneStepDelay,
     "probe/time-limit-endless": ProbeTimeLimitEndless,
     "probe/action-reward": ProbeActionReward,
+    "probe/two-step-tree": ProbeTwoStepTree,
 }
 
 

@@ -163,14 +163,20 @@ class NormalizeObservation(Wrapper):
         return self.normalize(state, obs), state, reward, terminated, truncated, info
 
 
-def transplant_statistics(target: Any, source: Any) -> Any:
+def transplant_statistics(target: Any, source: Any, *, pooled: bool = True) -> Any:
     """Give every env copy in `target` the statistics pooled over all copies in `source`.
 
     Both are (possibly nested) wrapper states with a leading env axis `[N, ...]`; each
     `NormalizeObservationState` in `target` gets the mean and variance of the union of the
     observations counted in `source` (Chan et al.'s parallel combination), so an evaluation
     sees inputs on the scale the policy was trained on. Other state is left as it is.
+    With `pooled=False` (same `N` in both), copy `i` keeps copy `i`'s own statistics: a
+    reset that must not forget what was learned.
     """
+    if isinstance(target, NormalizeObservationState) and not pooled:
+        return target.replace(
+            env_state=transplant_statistics(target.env_state, source.env_state, pooled=False),
+            mean=source.mean, var=source.var, count=source.count)
     if isinstance(target, NormalizeObservationState):
         # [N, 1, ...]: one weight per env copy, broadcast over the observation axes.
         n = source.count.astype(jnp.float32).reshape((-1,) + (1,) * (source.mean.ndim - 1))
@@ -184,8 +190,8 @@ def transplant_statistics(target: Any, source: Any) -> Any:
             var=jnp.broadcast_to(var, target.var.shape),
             count=jnp.full((num,), source.count.sum(), jnp.int32))
     if hasattr(target, "env_state") and hasattr(source, "env_state"):
-        return target.replace(env_state=transplant_statistics(target.env_state,
-                                                              source.env_state))
+        return target.replace(env_state=transplant_statistics(
+            target.env_state, source.env_state, pooled=pooled))
     return target
 
 

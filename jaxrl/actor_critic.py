@@ -10,6 +10,7 @@ module supplies its own `Config` (with the fields `env`, `num_envs`, `rollout_le
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -19,7 +20,7 @@ import optax
 from flax import struct
 
 from jaxrl import config as cfg
-from jaxrl import envs, networks, returns, rollout
+from jaxrl import envs, losses, networks, returns, rollout
 from jaxrl.config import ConfigError
 from jaxrl.types import Params, PRNGKey, Transition
 
@@ -102,6 +103,9 @@ class Batch:
     value: jax.Array  # V_old(s) at collection time
     advantage: jax.Array  # GAE advantage
     target: jax.Array  # advantage + value: the value regression target
+    # pi_old's distribution parameters (logits, or (mean, log_std)), kept only for agents
+    # that need the exact KL to the old policy (adaptive-KL PPO, TRPO); None otherwise.
+    policy_params: Any = None
 
 
 class Setup(struct.PyTreeNode):
@@ -143,11 +147,15 @@ def init(key: PRNGKey, config: Any, tx: optax.GradientTransformation) -> State:
                  step=jnp.int32(0))
 
 
+def heads(params: Params, obs: jax.Array, config: Any):
+    """`(policy_params, value)`: the network's raw outputs for `[..., *obs_shape]`."""
+    return setup(config).network.apply(params, obs)
+
+
 def policy(params: Params, obs: jax.Array, config: Any):
     """`(distribution, value)` for an observation or a batch `[..., *obs_shape]`."""
-    s = setup(config)
-    policy_params, value = s.network.apply(params, obs)
-    return networks.distribution(policy_params, s.spec.discrete), value
+    policy_params, value = heads(params, obs, config)
+    return networks.distribution(policy_params, setup(config).spec.discrete), value
 
 
 def act(params: Params, obs: jax.Array, key: PRNGKey, config: Any) -> jax.Array:
@@ -175,25 +183,80 @@ def collect(state: State, key: PRNGKey, config: Any):
     return state.replace(env_state=env_state, obs=obs), traj, episodes
 
 
+def restart_episodes(state: State, key: PRNGKey, config: Any) -> State:
+    """Reset every env copy, keeping each copy's observation-normaliser statistics.
+
+    For agents that learn from complete episodes only: the next rollout starts each copy
+    at the beginning of an episode. The fresh observations are re-normalised with the kept
+    statistics, so the policy sees them on its usual scale.
+    """
+    s = setup(config)
+    env_state, obs = rollout.reset_envs(s.env, s.env_params, key, config.num_envs)
+    env_state = envs.wrappers.transplant_statistics(env_state, state.env_state, pooled=False)
+    obs = jax.vmap(lambda st, o: rollout.renormalized_observation(s.env, st, o))(env_state, obs)
+    return state.replace(env_state=env_state, obs=obs)
+
+
 def make_batch(params: Params, traj: Transition, gamma: jax.Array, gae_lambda: jax.Array,
-               config: Any) -> Batch:
+               config: Any, *, keep_policy: bool = False,
+               reward_scale: jax.Array | float = 1.0) -> Batch:
     """Values, log-probabilities and GAE for a `[T, N]` trajectory, flattened to `[T*N]`.
 
     Values and log-probabilities are computed in one batched pass after the rollout (the
     parameters have not changed since acting), which is cheaper than per step. On a
     truncated step `next_obs` is the pre-reset observation, so its value bootstraps the
     cut-off episode; on a terminated step the discount is zero. With `gae_lambda = 1` the
-    advantages are n-step returns (to the end of the rollout) minus the value.
+    advantages are n-step returns (to the end of the rollout) minus the value. With
+    `keep_policy`, the batch also carries the old policy's distribution parameters.
+    Rewards are multiplied by `reward_scale` first (values and targets are then on that
+    scale; episode statistics, logged by the env wrapper, are not affected).
     """
-    dist, v_tm1 = policy(params, traj.obs, config)
-    _, v_t = policy(params, traj.next_obs, config)
+    policy_params, v_tm1 = heads(params, traj.obs, config)
+    _, v_t = heads(params, traj.next_obs, config)
+    dist = networks.distribution(policy_params, setup(config).spec.discrete)
     log_prob = dist.log_prob(traj.action)
     discount_t = gamma * (1.0 - traj.terminated.astype(jnp.float32))
     cut_t = jnp.logical_or(traj.terminated, traj.truncated).astype(jnp.float32)
-    adv = returns.batched_gae(traj.reward, discount_t, v_tm1, v_t, cut_t, gae_lambda)
+    adv = returns.batched_gae(traj.reward * reward_scale, discount_t, v_tm1, v_t, cut_t,
+                              gae_lambda)
     flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731 - [T, N, ...] -> [T*N, ...]
     return Batch(obs=flat(traj.obs), action=flat(traj.action), log_prob=flat(log_prob),
-                 value=flat(v_tm1), advantage=flat(adv), target=flat(adv + v_tm1))
+                 value=flat(v_tm1), advantage=flat(adv), target=flat(adv + v_tm1),
+                 policy_params=jax.tree.map(flat, policy_params) if keep_policy else None)
+
+
+def mean_kl(old_policy_params: Any, new_policy_params: Any, config: Any) -> jax.Array:
+    """Exact `KL(pi_old || pi_new)` averaged over a batch of states (scalar).
+
+    Args:
+      old_policy_params, new_policy_params: `PolicyHead` outputs with leading axis `[B]`
+        (logits `[B, A]`, or `(mean, log_std)` each `[B, A]`).
+    """
+    if setup(config).spec.discrete:
+        kl = jax.vmap(losses.kl_categorical)(old_policy_params, new_policy_params)
+    else:
+        kl = jax.vmap(losses.kl_diag_gaussian)(*old_policy_params, *new_policy_params)
+    return kl.mean()
+
+
+def extend_state(state: State, cls: type, **fields: Any) -> Any:
+    """`state`'s fields plus `fields`, as an instance of `cls` (a `State` subclass)."""
+    return cls(**{f.name: getattr(state, f.name) for f in dataclasses.fields(state)}, **fields)
+
+
+ACTOR_MODULES = ("actor_torso", "PolicyHead_0")
+
+
+def split_params(params: Params) -> tuple[Params, Params]:
+    """`(actor, critic)` parameter trees of a separate-torso actor-critic network."""
+    actor = {name: sub for name, sub in params["params"].items() if name in ACTOR_MODULES}
+    critic = {name: sub for name, sub in params["params"].items() if name not in ACTOR_MODULES}
+    return {"params": actor}, {"params": critic}
+
+
+def merge_params(actor: Params, critic: Params) -> Params:
+    """The inverse of `split_params`."""
+    return {"params": {**actor["params"], **critic["params"]}}
 
 
 def standardize(adv: jax.Array) -> jax.Array:

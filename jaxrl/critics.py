@@ -1,4 +1,4 @@
-"""Tabular value prediction for a fixed policy: V^pi from a fixed batch of experience.
+"""Value prediction for a fixed policy: V^pi from a fixed batch of experience.
 
 Kernels here estimate state values of the policy that generated the data, for small
 discrete state spaces (state indices in `[0, num_states)`): every-visit Monte-Carlo
@@ -7,13 +7,24 @@ point. They exist to check function-approximating critics against exact answers 
 reproduce the textbook contrast between the two (Sutton & Barto 2018, Example 6.4).
 States never seen in the batch get value 0 from both, the initial value batch TD starts
 from (and never moves, since no increment touches them).
+
+`fit_values` is the same prediction with function approximation: any value network is
+regressed onto Monte-Carlo returns (lambda = 1), TD(0) targets (lambda = 0) or
+lambda-returns computed from a `[T, N]` batch of transitions, e.g. one collected by
+`jaxrl.rollout.make_rollout` with a fixed policy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import chex
 import jax
 import jax.numpy as jnp
+import optax
+
+from jaxrl import returns
+from jaxrl.types import Params, Transition
 
 
 def tabular_mc_values(states: jax.Array, returns: jax.Array, num_states: int) -> jax.Array:
@@ -80,3 +91,70 @@ def tabular_td0_batch(states_tm1: jax.Array, r_t: jax.Array, discount_t: jax.Arr
 
     v0 = jnp.zeros((num_states,), jnp.result_type(r_t, discount_t))
     return jax.lax.fori_loop(0, num_sweeps, sweep, v0)
+
+
+def value_targets(r_t: jax.Array, discount_t: jax.Array, cut_t: jax.Array, v_tm1: jax.Array,
+                  v_t: jax.Array, lambda_: jax.Array | float) -> jax.Array:
+    """Lambda-return regression targets for V over one trajectory, truncation-aware.
+
+    `G^lambda_t = A^GAE_t + V(s_t)` (Sutton & Barto 2018, eq. 12.3, in the recursive form of
+    GAE): lambda = 0 gives the TD(0) target `r_t + discount_t V(s_t+1)`, lambda = 1 the
+    Monte-Carlo return, bootstrapped only where an episode was truncated or the window ends.
+
+    Args:
+      r_t, discount_t, cut_t: [T] as in `jaxrl.returns.gae`.
+      v_tm1: [T] current values of the observations acted from.
+      v_t: [T] current values of the observations that followed (pre-reset).
+      lambda_: scalar in [0, 1].
+
+    Returns:
+      [T] targets.
+    """
+    return returns.gae(r_t, discount_t, v_tm1, v_t, cut_t, lambda_) + v_tm1
+
+
+_batched_value_targets = jax.vmap(value_targets, in_axes=(1, 1, 1, 1, 1, None), out_axes=1)
+
+
+def fit_values(value_fn: Callable[[Params, jax.Array], jax.Array], params: Params,
+               traj: Transition, gamma: jax.Array | float, lambda_: jax.Array | float,
+               tx: optax.GradientTransformation, num_steps: int) -> tuple[Params, jax.Array]:
+    """Fit `value_fn(params, obs[..., *obs_shape]) -> [...]` to a fixed batch of experience.
+
+    Each of `num_steps` full-batch steps recomputes the targets with the current values
+    (held constant in the gradient: semi-gradient TD, Sutton & Barto 2018, section 9.3)
+    and takes one step of `tx` on `0.5 mean (V(s) - G^lambda)^2`. With lambda = 1 the
+    targets are returns and this is Monte-Carlo regression; with lambda = 0 it is batch
+    TD(0), whose fixed point for a tabular (one-hot) critic is the certainty-equivalence
+    value of `tabular_td0_batch`.
+
+    Args:
+      value_fn: the critic, e.g. a value head of `jaxrl.networks`.
+      params: its initial parameters.
+      traj: `[T, N]` transitions of the policy to evaluate.
+      gamma: discount factor; `discount_t = gamma * (1 - terminated)`.
+      lambda_: 0 (TD(0)) .. 1 (Monte Carlo).
+      tx: optimizer.
+      num_steps: static number of full-batch steps.
+
+    Returns:
+      `(params, losses[num_steps])`.
+    """
+    discount_t = gamma * (1.0 - traj.terminated.astype(jnp.float32))
+    cut_t = jnp.logical_or(traj.terminated, traj.truncated).astype(jnp.float32)
+
+    def loss(p, target):
+        return 0.5 * jnp.mean(jnp.square(value_fn(p, traj.obs) - target))
+
+    def step(carry, _):
+        p, opt_state = carry
+        v_tm1 = value_fn(p, traj.obs)
+        v_t = value_fn(p, traj.next_obs)
+        target = jax.lax.stop_gradient(
+            _batched_value_targets(traj.reward, discount_t, cut_t, v_tm1, v_t, lambda_))
+        value, grads = jax.value_and_grad(loss)(p, target)
+        updates, opt_state = tx.update(grads, opt_state, p)
+        return (optax.apply_updates(p, updates), opt_state), value
+
+    (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), None, length=num_steps)
+    return params, losses

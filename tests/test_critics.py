@@ -7,9 +7,11 @@ import hypothesis.extra.numpy as hnp
 import hypothesis.strategies as st
 import jax
 import numpy as np
+import optax
 from absl.testing import parameterized
 
 from jaxrl import critics, returns
+from jaxrl.types import Transition
 
 S_A, S_B = 0, 1
 
@@ -121,3 +123,38 @@ def test_batch_td_fixed_point_is_certainty_equivalence(states_tm1, states_t, r, 
     v = _td0(states_tm1, r, discount, states_t, num_states=NUM_STATES, num_sweeps=3000,
              step_size=np.float32(1.0 / count.max()))
     np.testing.assert_allclose(v, expected, rtol=1e-4, atol=1e-4)
+
+
+class FitValuesTest(parameterized.TestCase):
+    """Function-approximation prediction reproduces the tabular answers of Example 6.4."""
+
+    @staticmethod
+    def example_traj():
+        states_tm1, r, discount, states_t, cut = example_6_4()
+        one_hot = lambda s: jax.nn.one_hot(s, 2)[:, None, :]  # noqa: E731 - [T, 1, 2]
+        terminated = (discount == 0)[:, None]
+        return Transition(obs=one_hot(states_tm1), action=np.zeros((9, 1), np.int32),
+                          reward=r[:, None], terminated=terminated,
+                          truncated=np.zeros_like(terminated), next_obs=one_hot(states_t))
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(("monte_carlo", 1.0, [0.0, 0.75]),
+                                    ("td0", 0.0, [0.75, 0.75]))
+    def test_linear_critic_on_example_6_4(self, lambda_, expected):
+        value_fn = lambda w, obs: obs @ w  # noqa: E731 - a one-hot linear critic
+        fit = self.variant(lambda w: critics.fit_values(
+            value_fn, w, self.example_traj(), 1.0, lambda_, optax.sgd(2.0), 400))
+        w, losses = fit(np.zeros(2, np.float32))
+        np.testing.assert_allclose(w, expected, atol=1e-3)
+        assert losses[-1] <= losses[0]
+
+    def test_targets_are_td0_and_monte_carlo_at_the_extremes(self):
+        r = np.array([1.0, 2.0, 3.0], np.float32)
+        disc = np.array([0.5, 0.5, 0.0], np.float32)
+        cut = np.array([0.0, 0.0, 1.0], np.float32)
+        v_tm1 = np.array([10.0, 20.0, 30.0], np.float32)
+        v_t = np.array([20.0, 30.0, 99.0], np.float32)
+        np.testing.assert_allclose(critics.value_targets(r, disc, cut, v_tm1, v_t, 0.0),
+                                   r + disc * v_t, rtol=1e-6)
+        np.testing.assert_allclose(critics.value_targets(r, disc, cut, v_tm1, v_t, 1.0),
+                                   [1 + .5 * 2 + .25 * 3, 2 + .5 * 3, 3.0], rtol=1e-6)

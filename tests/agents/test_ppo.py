@@ -274,3 +274,76 @@ class TestProbes:
         hparams = ppo.HParams.create(learning_rate=3e-3)
         _, metrics = jax.jit(ppo.make_train(config))(jax.random.key(0), hparams)
         assert np.nanmean(metrics["episode/return"][-5:]) > 0.95
+
+
+class TestAdaptiveKL:
+    """The adaptive-KL variant (PPO1): its loss by hand, beta's direction, contracts."""
+
+    config = ppo.KLConfig(normalize_advantages=False, **TINY)
+    hparams = ppo.KLHParams.create(vf_coef=0.5, ent_coef=0.0, kl_min=0.01, kl_max=0.02)
+
+    @pytest.mark.parametrize("jit", [False, True])
+    def test_penalised_surrogate_by_hand(self, jit):
+        # New policy [0.25, 0.75] everywhere; old policies differ per state.
+        params = fixed_policy_params(ppo.Config(**TINY), [0.0, np.log(3.0)], 2.0)  # same net
+        old = np.array([[0.5, 0.5], [0.1, 0.9], [0.25, 0.75]])
+        actions = np.array([1, 0, 1])
+        adv = np.array([1.0, -2.0, 0.5])
+        batch = ppo.Batch(obs=jnp.zeros((3, 4)), action=jnp.asarray(actions),
+                          log_prob=jnp.log(jnp.asarray(old[np.arange(3), actions])),
+                          value=jnp.zeros(3), advantage=jnp.asarray(adv),
+                          target=jnp.full(3, 2.0), policy_params=jnp.log(jnp.asarray(old)))
+        loss = jax.jit(ppo.loss, static_argnames="config") if jit else ppo.loss
+        total, m = loss(params, batch, self.hparams, config=self.config, beta=3.0)
+        new = np.array([0.25, 0.75])
+        ratio = new[actions] / old[np.arange(3), actions]
+        kl = (old * np.log(old / new)).sum(1).mean()
+        np.testing.assert_allclose(m["ppo/kl"], kl, rtol=1e-5)
+        np.testing.assert_allclose(m["loss/actor"], -(ratio * adv).mean() + 3.0 * kl, rtol=1e-5)
+        np.testing.assert_allclose(total, m["loss/actor"], rtol=1e-6)  # V = target, ent 0
+
+    def _state_and_batch(self):
+        state = ppo.init(jax.random.key(0), self.config, self.hparams)
+        state, traj, _ = ppo.actor_critic.collect(state, jax.random.key(1), self.config)
+        return state, ppo.make_batch(state.params, traj, self.hparams, self.config)
+
+    def test_beta_moves_toward_the_band(self):
+        state, batch = self._state_and_batch()
+        assert float(state.beta) == 1.0 and batch.policy_params is not None
+        # KL forced to 0 (the policy has not moved): below kl_min, beta halves.
+        low, m = ppo.adapt_beta(state, batch, self.hparams, self.config)
+        assert float(m["ppo/iteration_kl"]) < 1e-6 and float(low.beta) == 0.5
+        # KL forced far above kl_max (old logits pushed apart): beta doubles.
+        far = batch.replace(policy_params=batch.policy_params + jnp.array([[3.0, -3.0]]))
+        high, m = ppo.adapt_beta(state, far, self.hparams, self.config)
+        assert float(m["ppo/iteration_kl"]) > 0.02 and float(high.beta) == 2.0
+        # Inside the band: unchanged.
+        hp = ppo.KLHParams.create(kl_min=0.0, kl_max=10.0)
+        same, _ = ppo.adapt_beta(state, far, hp, self.config)
+        assert float(same.beta) == 1.0
+
+    def test_iteration_compiles_once_and_logs_beta(self):
+        state = ppo.init(jax.random.key(0), self.config, self.hparams)
+        chex.clear_trace_counter()
+        iteration = jax.jit(chex.assert_max_traces(ppo.iteration, n=1),
+                            static_argnames="config")
+        betas = []
+        for key in jax.random.split(jax.random.key(3), 3):
+            state, metrics = iteration(state, key, self.hparams, self.config)
+            betas.append(float(metrics["ppo/beta"]))
+        assert betas[0] == 1.0 and "ppo/iteration_kl" in metrics and "ppo/kl" in metrics
+        testing.assert_tree_finite(state.params)
+
+    def test_vmap_over_seeds_equals_separate_runs(self):
+        config = ppo.KLConfig(env="Pendulum-v1", **TINY)
+        testing.assert_vmap_matches_separate(ppo.make_train(config),
+                                             jax.random.split(jax.random.key(4), 3),
+                                             ppo.KLHParams.create(), rtol=1e-6, atol=1e-6)
+
+    def test_bad_input(self):
+        with pytest.raises(ConfigError, match="clip_value_loss"):
+            ppo.KLConfig(clip_value_loss=True)
+        with pytest.raises(ConfigError, match="kl_min"):
+            ppo.KLHParams.create(kl_min=0.1, kl_max=0.01)
+        with pytest.raises(ConfigError, match="kl_factor"):
+            ppo.KLHParams.create(kl_factor=1.0)
