@@ -30,7 +30,7 @@ class Preset:
         return getattr(self.module, name)
 
 
-from jaxrl.agents import a2c, pg, ppo, trpo  # noqa: E402 - Preset must exist first
+from jaxrl.agents import a2c, dqn, pg, ppo, trpo  # noqa: E402 - Preset must exist first
 
 REGISTRY = {
     "reinforce": pg,
@@ -39,6 +39,10 @@ REGISTRY = {
                      doc=ppo.KLConfig.__doc__.split("\n")[0]),
     "a2c": a2c,
     "trpo": trpo,
+    "dqn": dqn,
+    "c51": Preset(dqn, config=dqn.C51Config, doc=dqn.C51Config.__doc__.split("\n")[0]),
+    "rainbow": Preset(dqn, config=dqn.RainbowConfig,
+                      doc=dqn.RainbowConfig.__doc__.split("\n")[0]),
 }
 
-__all__ = ["REGISTRY", "Preset", "a2c", "pg", "ppo", "trpo"]
+__all__ = ["REGISTRY", "Preset", "a2c", "dqn", "pg", "ppo", "trpo"]

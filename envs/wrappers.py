@@ -170,8 +170,8 @@ def transplant_statistics(target: Any, source: Any, *, pooled: bool = True) -> A
     `NormalizeObservationState` in `target` gets the mean and variance of the union of the
     observations counted in `source` (Chan et al.'s parallel combination), so an evaluation
     sees inputs on the scale the policy was trained on. Other state is left as it is.
-    With `pooled=False` (same `N` in both), copy `i` keeps copy `i`'s own statistics: a
-    reset that must not forget what was learned.
+    With `pooled=False` (same `N` in both), copy `i` keeps copy `i`'s own statistics and
+    its `GuardFiniteState` record: a reset that must not forget what was learned.
     """
     if isinstance(target, NormalizeObservationState) and not pooled:
         return target.replace(
@@ -189,6 +189,11 @@ def transplant_statistics(target: Any, source: Any, *, pooled: bool = True) -> A
             mean=jnp.broadcast_to(mean, target.mean.shape),
             var=jnp.broadcast_to(var, target.var.shape),
             count=jnp.full((num,), source.count.sum(), jnp.int32))
+    if isinstance(target, GuardFiniteState) and not pooled:
+        # A restart is not a new run: keep the step count and the first bad event.
+        return target.replace(
+            env_state=transplant_statistics(target.env_state, source.env_state, pooled=False),
+            steps=source.steps, bad_step=source.bad_step, bad_action=source.bad_action)
     if hasattr(target, "env_state") and hasattr(source, "env_state"):
         return target.replace(env_state=transplant_statistics(
             target.env_state, source.env_state, pooled=pooled))
@@ -213,3 +218,67 @@ class ClipAction(Wrapper):
 
     def step(self, key, state, action, params=None):
         return self._env.step(key, state, jnp.clip(action, self.low, self.high), params)
+
+
+@struct.dataclass
+class GuardFiniteState:
+    """The first non-finite observation or reward of one env copy, around the inner state."""
+
+    env_state: Any
+    steps: jax.Array       # int32 scalar: steps this copy took since the start of the run
+    bad_step: jax.Array    # int32 scalar: `steps` when a non-finite value first came; -1: none
+    bad_action: jax.Array  # [*action_shape] the action taken on that step (zeros if none)
+
+
+class GuardFinite(Wrapper):
+    """Record the first step on which the env returned a non-finite observation or reward.
+
+    Observations and rewards pass through unchanged (the agent's own guards still fire);
+    the state keeps the copy's step count since the start of the run (not reset by the
+    auto-reset inside `step`), and, from the first NaN/inf on, that step's number and the
+    action taken on it. Step 0 is the observation from `reset`. The host reads the record
+    between chunks (`jaxrl.runner.check_finite`) and names the env copy, step and action.
+    Put it directly around the raw env, so it sees raw observations and actions.
+    """
+
+    def __init__(self, env: Any, params: Any = None):
+        super().__init__(env)
+        space = env.action_space(params if params is not None else env.default_params)
+        self._action_shape = tuple(int(d) for d in space.shape)
+        self._action_dtype = jnp.dtype(space.dtype)
+
+    @staticmethod
+    def _finite(obs: jax.Array, reward: jax.Array | None = None) -> jax.Array:
+        ok = jnp.all(jnp.isfinite(obs))
+        return ok if reward is None else ok & jnp.all(jnp.isfinite(reward))
+
+    def reset(self, key, params=None):
+        obs, env_state = self._env.reset(key, params)
+        bad = ~self._finite(obs)
+        return obs, GuardFiniteState(
+            env_state, jnp.int32(0), jnp.where(bad, 0, -1).astype(jnp.int32),
+            jnp.zeros(self._action_shape, self._action_dtype))
+
+    def step(self, key, state, action, params=None):
+        obs, env_state, reward, terminated, truncated, info = self._env.step(
+            key, state.env_state, action, params)
+        steps = state.steps + 1
+        ok = self._finite(obs, reward)
+        if "final_observation" in info:  # on an auto-reset step `obs` is the reset one
+            ok = ok & self._finite(info["final_observation"])
+        first = (state.bad_step < 0) & ~ok
+        # Cast: the record must keep the carry's dtype whatever dtype the agent acts in.
+        action = jnp.asarray(action).astype(self._action_dtype)
+        new_state = GuardFiniteState(
+            env_state, steps, jnp.where(first, steps, state.bad_step),
+            jnp.where(first, action, state.bad_action))
+        return obs, new_state, reward, terminated, truncated, info
+
+
+def find_guard_state(env_state: Any) -> GuardFiniteState | None:
+    """The `GuardFiniteState` nested in a (possibly wrapped) env state, or None."""
+    while env_state is not None:
+        if isinstance(env_state, GuardFiniteState):
+            return env_state
+        env_state = getattr(env_state, "env_state", None)
+    return None

@@ -127,6 +127,8 @@ def setup(config: Any) -> Setup:
     with jax.ensure_compile_time_eval():
         env, env_params = envs.make(config.env)
         spec = envs.env_spec(env, env_params)
+        # Innermost: it sees the raw observations and rewards, and the action the env got.
+        env = envs.wrappers.GuardFinite(env, env_params)
         if not spec.discrete:
             env = envs.ClipAction(env, env_params)
         if config.normalize_obs:

@@ -1,4 +1,4 @@
-"""The `jaxrl` command line: `jaxrl train AGENT ...` and `jaxrl list`.
+"""The `jaxrl` command line: `train`, `resume`, `eval`, `plot` and `list`.
 
 Flags are generated from each agent's `Config` and `HParams` dataclasses, so every field
 has one (`--num-envs`, `--learning-rate`, `--anneal-lr/--no-anneal-lr`, ...). We build the
@@ -29,9 +29,20 @@ def _flag(name: str) -> str:
 
 
 def _field_docs(cls: Any) -> dict[str, str]:
-    """Descriptions of fields from the `Attributes:` section of a class docstring."""
+    """Descriptions of fields from the `Attributes:` sections of a class's docstrings.
+
+    Base classes first, so a preset's subclass documents only the fields it changes.
+    """
+    docs = {}
+    for klass in reversed(cls.__mro__):
+        docs.update(_own_field_docs(klass))
+    return docs
+
+
+def _own_field_docs(cls: Any) -> dict[str, str]:
+    """Descriptions of fields from the `Attributes:` section of one class's docstring."""
     docs, current, in_section = {}, None, False
-    for line in (cls.__doc__ or "").splitlines():
+    for line in (cls.__dict__.get("__doc__") or "").splitlines():
         stripped = line.strip()
         if stripped == "Attributes:":
             in_section = True
@@ -111,17 +122,27 @@ def _train(argv: list[str]) -> int:
                      help="iterations per jitted chunk between host logging (default: ~1/20)")
     run.add_argument("--eval-episodes", type=int, default=0, metavar="INT",
                      help="greedy evaluation episodes per seed after training (default: 0)")
+    run.add_argument("--checkpoint-every", type=int, default=None, metavar="INT",
+                     help="save a checkpoint every INT iterations, at chunk ends, and at the "
+                          "end (default: every chunk)")
+    run.add_argument("--keep-checkpoints", type=int, default=3, metavar="INT",
+                     help="how many of the newest checkpoints to keep (default: 3)")
     run.add_argument("--tensorboard", action="store_true",
                      help="also log to OUT/tensorboard (needs the tensorboard extra)")
+    run.add_argument("--wandb", action="store_true",
+                     help="also log to Weights & Biases (needs the wandb extra)")
+    run.add_argument("--wandb-project", default=None, metavar="NAME",
+                     help="Weights & Biases project (default: wandb's; implies --wandb)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--overwrite", action="store_true",
                      help="replace an earlier run in --out")
     _add_field_flags(parser, agent.Config, "config (static)")
     _add_field_flags(parser, agent.HParams, "hyperparameters (traced; sweepable)")
     args = parser.parse_args(argv[1:])
-    if args.chunk_iterations is not None and args.chunk_iterations <= 0:
-        raise ConfigError(f"chunk_iterations must be a positive integer, got "
-                          f"{args.chunk_iterations}")
+    for name in ("chunk_iterations", "checkpoint_every", "keep_checkpoints"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{name} must be a positive integer, got {value}")
     config = agent.Config(**_collect(args, agent.Config))
     hparams = agent.HParams.create(**_collect(args, agent.HParams))
 
@@ -132,8 +153,82 @@ def _train(argv: list[str]) -> int:
                      num_seeds=args.num_seeds, devices=args.devices,
                      chunk_iterations=args.chunk_iterations, progress=not args.no_progress,
                      overwrite=args.overwrite, eval_episodes=args.eval_episodes,
-                     tensorboard=args.tensorboard)
+                     tensorboard=args.tensorboard, checkpoint_every=args.checkpoint_every,
+                     wandb=args.wandb or args.wandb_project is not None,
+                     wandb_project=args.wandb_project,
+                     keep_checkpoints=args.keep_checkpoints)
     print(f"run folder: {out}")
+    return 0
+
+
+def _resume(argv: list[str]) -> int:
+    parser = _Parser(prog="jaxrl resume",
+                     description="Continue a run from its newest checkpoint to its end.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+
+    from jaxrl import experiment
+
+    experiment.resume(args.run_dir, progress=not args.no_progress)
+    print(f"run folder: {args.run_dir}")
+    return 0
+
+
+def _eval(argv: list[str]) -> int:
+    parser = _Parser(prog="jaxrl eval",
+                     description="Evaluate a checkpoint's greedy policy on fresh vmapped envs.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
+    parser.add_argument("--episodes", type=int, default=100, metavar="INT",
+                        help="episodes per seed, one per env copy (default: 100)")
+    parser.add_argument("--checkpoint", type=int, default=None, metavar="ITERATION",
+                        help="the checkpoint to evaluate (default: the newest)")
+    parser.add_argument("--seed", type=int, default=None, metavar="INT",
+                        help="evaluation seed (default: the run's)")
+    args = parser.parse_args(argv)
+    if args.episodes <= 0:
+        raise ConfigError(f"episodes must be a positive integer, got {args.episodes}")
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {args.seed}")
+
+    import numpy as np
+
+    from jaxrl import experiment
+
+    ev = experiment.evaluate_run(args.run_dir, episodes=args.episodes, step=args.checkpoint,
+                                 seed=args.seed)
+    print(f"checkpoint {ev.checkpoint} (iteration {ev.iteration} of {ev.num_iterations}): "
+          f"greedy return over {args.episodes} episodes per seed")
+    print(f"{'seed':>6} {'episodes':>9} {'mean':>10} {'std':>10} {'min':>10} {'max':>10}")
+    rows = [(str(s), ev.returns[s]) for s in range(ev.returns.shape[0])]
+    if ev.returns.shape[0] > 1:
+        rows.append(("all", ev.returns.reshape(-1)))
+    for name, values in rows:
+        done = values[np.isfinite(values)]
+        stats = (f"{done.mean():10.2f} {done.std():10.2f} {done.min():10.2f} {done.max():10.2f}"
+                 if done.size else f"{'-':>10} {'-':>10} {'-':>10} {'-':>10}")
+        print(f"{name:>6} {done.size:>9} {stats}")
+    unfinished = int(np.sum(~np.isfinite(ev.returns)))
+    if unfinished:
+        print(f"{unfinished} episode(s) did not end within the time limit and are left out")
+    return 0
+
+
+def _plot(argv: list[str]) -> int:
+    parser = _Parser(prog="jaxrl plot",
+                     description="Learning curves of runs: mean and 95% band over seeds.")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders")
+    parser.add_argument("--out", required=True, help="image file to write (e.g. curves.png)")
+    parser.add_argument("--x", choices=("env_steps", "wall_time"), default="env_steps",
+                        help="x axis: env steps per seed or wall time (default: env_steps)")
+    parser.add_argument("--metric", default="episode/return",
+                        help="metric of metrics.jsonl to plot (default: episode/return)")
+    args = parser.parse_args(argv)
+
+    from jaxrl import plotting
+
+    plotting.plot_runs(args.run_dirs, args.out, x=args.x, metric=args.metric)
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -152,8 +247,9 @@ def _list(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "list": _list}
-USAGE = "usage: jaxrl {train AGENT [flags] | list}   (jaxrl train AGENT --help for flags)"
+COMMANDS = {"train": _train, "resume": _resume, "eval": _eval, "plot": _plot, "list": _list}
+USAGE = ("usage: jaxrl {train AGENT [flags] | resume RUN_DIR | eval RUN_DIR [--episodes N] | "
+         "plot RUN_DIR [RUN_DIR ...] --out FILE.png | list}   (jaxrl COMMAND --help for flags)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,11 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         from jaxrl.runner import NonFiniteError
         if not isinstance(e, NonFiniteError):
             raise
-        print(f"jaxrl: error: training stopped: {e} (metrics.jsonl holds the chunks "
-              "before it)", file=sys.stderr)
+        print(f"jaxrl: error: training stopped: {e} (metrics.jsonl and the checkpoints "
+              "hold the chunks before it)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("jaxrl: interrupted", file=sys.stderr)
+        print("jaxrl: interrupted (`jaxrl resume RUN_DIR` continues a run from its newest "
+              "checkpoint)", file=sys.stderr)
         return 130
 
 

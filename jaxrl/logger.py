@@ -1,9 +1,12 @@
-"""Host-side logging: the JSONL metrics file, a progress bar, and the summary table.
+"""Host-side logging: the JSONL metrics file, a progress bar, the summary table, and the
+optional TensorBoard and Weights & Biases sinks.
 
 All of these are `runner.Callback`s that run between jitted chunks, never inside traced
 code. `metrics.jsonl` is the source of truth: one line per iteration, each metric a list
 over seeds (`null` where a seed had no value, e.g. no episode ended). It holds nothing
-that depends on the wall clock, so the same command gives the same file.
+that depends on the wall clock, so the same command gives the same file; the wall-clock
+time of each chunk end goes to `timing.jsonl` instead. A resumed run first cuts both files
+back to its checkpoint's iteration (`truncate_jsonl`), then appends.
 """
 
 from __future__ import annotations
@@ -17,24 +20,44 @@ from typing import Any
 
 import numpy as np
 
+from jaxrl.config import ConfigError
+
 
 def _json_value(x: Any) -> Any:
     x = float(x)
     return x if math.isfinite(x) else None
 
 
-class JsonlLogger:
-    """Append one JSON line per iteration to `path`: iteration, env_steps, metrics per seed."""
+def _open_new_or_append(path: str, append: bool):
+    # "x": never append to (or clobber) a file that another run wrote; a resumed run
+    # appends to its own, cut back to its checkpoint.
+    return open(path, "a" if append else "x", encoding="utf-8")
 
-    def __init__(self, path: str, steps_per_iteration: int):
+
+def _write_durably(file, text: str) -> None:
+    # fsync before the checkpoint callback runs: a checkpoint must never cover lines that
+    # a crash of the machine could still lose.
+    file.write(text)
+    file.flush()
+    os.fsync(file.fileno())
+
+
+class JsonlLogger:
+    """Append one JSON line per iteration to `path`: iteration, env_steps, metrics per seed.
+
+    With `append`, continue the file of a resumed run (see `truncate_jsonl`); otherwise the
+    file must not exist yet.
+    """
+
+    def __init__(self, path: str, steps_per_iteration: int, *, append: bool = False):
         self.path = path
         self.steps_per_iteration = steps_per_iteration
+        self.append = append
         self._file = None  # created with the first chunk: a run that never trained leaves none
 
     def on_chunk(self, first_iteration: int, metrics: dict[str, np.ndarray], info: dict) -> None:
         if self._file is None:
-            # "x": never append to (or clobber) a metrics file that another run wrote.
-            self._file = open(self.path, "x", encoding="utf-8")
+            self._file = _open_new_or_append(self.path, self.append)
         names = sorted(metrics)
         count = next(iter(metrics.values())).shape[1] if metrics else 0
         lines = []
@@ -43,18 +66,44 @@ class JsonlLogger:
             row = {"iteration": it, "env_steps": it * self.steps_per_iteration}
             row.update({n: [_json_value(v) for v in metrics[n][:, k]] for n in names})
             lines.append(json.dumps(row, separators=(",", ":")))
-        self._file.write("\n".join(lines) + "\n")
-        self._file.flush()
+        _write_durably(self._file, "\n".join(lines) + "\n")
 
     def on_end(self, result) -> None:
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
             self._file.close()
+            self._file = None
 
     def on_abort(self) -> None:
+        self.on_end(None)
+
+
+class TimingLogger:
+    """Append `{"iteration", "wall_time_s"}` to `path` at every chunk end.
+
+    `wall_time_s` counts from the start of the run (compilation included) plus `offset_s`,
+    the wall time a resumed run had already spent; `jaxrl plot --x wall_time` reads it.
+    """
+
+    def __init__(self, path: str, *, offset_s: float = 0.0, append: bool = False):
+        self.path = path
+        self.offset_s = offset_s
+        self.append = append
+        self._file = None
+
+    def on_chunk(self, first_iteration: int, metrics: dict[str, np.ndarray], info: dict) -> None:
+        if self._file is None:
+            self._file = _open_new_or_append(self.path, self.append)
+        row = {"iteration": info["iteration"],
+               "wall_time_s": round(self.offset_s + info["wall_time_s"], 3)}
+        _write_durably(self._file, json.dumps(row, separators=(",", ":")) + "\n")
+
+    def on_end(self, result) -> None:
         if self._file is not None:
             self._file.close()
+            self._file = None
+
+    def on_abort(self) -> None:
+        self.on_end(None)
 
 
 def read_jsonl(path: str) -> Iterator[dict]:
@@ -70,6 +119,65 @@ def read_jsonl(path: str) -> Iterator[dict]:
             if i >= len(lines) - 2:  # the last non-empty line: a crash mid-write
                 return
             raise
+
+
+def truncate_jsonl(path: str, iteration: int, *, every_iteration: bool = True) -> list[dict]:
+    """Cut a JSONL log back to its rows with `iteration <= iteration`, atomically.
+
+    The rows a crashed run wrote after its last checkpoint (and a torn last line) are
+    dropped; the rows kept are byte for byte those written, and the file is replaced in one
+    `os.replace`, so a crash during the cut leaves either the old or the new file. A file
+    that does not exist counts as empty.
+
+    Args:
+      path: the log (`metrics.jsonl`, `timing.jsonl`).
+      iteration: the last iteration to keep (the checkpoint's).
+      every_iteration: the log has one row per iteration (`metrics.jsonl`): require rows
+        `1 .. iteration`, none missing.
+
+    Returns:
+      The kept rows, parsed.
+
+    Raises:
+      ConfigError: a row is unreadable before the last line, or (with `every_iteration`)
+        rows up to `iteration` are missing or out of order.
+    """
+    raw: list[str] = []
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            raw = f.read().split("\n")
+    kept, rows = [], []
+    for i, line in enumerate(raw):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            it = row["iteration"]
+        except (json.JSONDecodeError, TypeError, KeyError):
+            if i >= len(raw) - 2:  # a torn last line: a crash mid-write
+                break
+            raise ConfigError(f"{path} line {i + 1} is not a log row; cannot resume") from None
+        if it <= iteration:
+            kept.append(line)
+            rows.append(row)
+    if every_iteration and [r["iteration"] for r in rows] != list(range(1, iteration + 1)):
+        raise ConfigError(f"{path} does not hold one row for each of iterations 1..{iteration} "
+                          f"(it holds {len(rows)} rows up to there); cannot resume")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        _write_durably(f, "".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+    return rows
+
+
+def read_metrics(path: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """`(env_steps[I], {name: values[S, I]})` from a metrics file (`null` read as NaN)."""
+    rows = list(read_jsonl(path))
+    steps = np.array([r["env_steps"] for r in rows], dtype=np.float64)
+    names = [k for k in (rows[0] if rows else {}) if k not in ("iteration", "env_steps")]
+    metrics = {n: np.array([[np.nan if v is None else v for v in r[n]] for r in rows],
+                           dtype=np.float64).T for n in names}
+    return steps, metrics
 
 
 FINAL_FRACTION = 0.05
@@ -109,9 +217,11 @@ def final_returns(metrics: dict[str, np.ndarray], fraction: float = FINAL_FRACTI
 class Progress:
     """A rich progress bar: env steps, steps per second and the latest mean return."""
 
-    def __init__(self, total_env_steps: int, description: str, *, enabled: bool = True):
+    def __init__(self, total_env_steps: int, description: str, *, enabled: bool = True,
+                 start_env_steps: int = 0):
         self.enabled = enabled
         self.total = total_env_steps
+        self.start = start_env_steps  # a resumed run starts part-way
         if not enabled:
             return
         from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
@@ -119,7 +229,8 @@ class Progress:
             TextColumn("[bold]{task.description}"), BarColumn(bar_width=16),
             TextColumn("{task.completed:,.0f} steps"), TextColumn("{task.fields[rate]}"),
             TextColumn("return {task.fields[ret]}"), TimeElapsedColumn())
-        self._task = self._bar.add_task(description, total=total_env_steps, rate="-", ret="-")
+        self._task = self._bar.add_task(description, total=total_env_steps, rate="-", ret="-",
+                                        completed=start_env_steps)
         self._bar.start()
 
     def on_chunk(self, first_iteration: int, metrics: dict[str, np.ndarray], info: dict) -> None:
@@ -132,7 +243,8 @@ class Progress:
             recent = recent if np.isfinite(recent).any() else ret
             if np.isfinite(recent).any():
                 text = f"{np.nanmean(recent):.1f}"
-        rate = info["env_steps"] * info["num_seeds"] / max(info["elapsed_s"], 1e-9)
+        rate = ((info["env_steps"] - self.start) * info["num_seeds"]
+                / max(info["elapsed_s"], 1e-9))
         self._bar.update(self._task, completed=info["env_steps"], rate=f"{rate:,.0f}/s",
                          ret=text)
 
@@ -212,6 +324,57 @@ class TensorBoardLogger:
         if self._writer is not None:
             try:
                 self._writer.close()
+            except Exception as e:  # noqa: BLE001
+                self._disable(e)
+
+    def on_abort(self) -> None:
+        self.on_end(None)
+
+
+class WandbLogger:
+    """Log the mean over seeds of every metric to Weights & Biases, at step = env steps.
+
+    Like `TensorBoardLogger`, a convenience next to `metrics.jsonl`: if `wandb` is missing
+    (install the `wandb` extra) or any call fails, this warns once and turns itself off.
+    """
+
+    def __init__(self, steps_per_iteration: int, *, project: str | None = None,
+                 name: str | None = None, config: dict | None = None,
+                 directory: str | None = None):
+        self.steps_per_iteration = steps_per_iteration
+        self._run = None
+        try:
+            import wandb
+        except ImportError as e:
+            self._disable(e, hint="; install the wandb extra: pip install 'jaxrl[wandb]'")
+            return
+        try:
+            self._run = wandb.init(project=project, name=name, config=config, dir=directory)
+        except Exception as e:  # noqa: BLE001 - any failure only disables this sink
+            self._disable(e)
+
+    def _disable(self, error: BaseException, hint: str = "") -> None:
+        warnings.warn(f"Weights & Biases logging disabled ({type(error).__name__}: {error})"
+                      f"{hint}; metrics.jsonl is still written", RuntimeWarning, stacklevel=3)
+        self._run = None
+
+    def on_chunk(self, first_iteration: int, metrics: dict[str, np.ndarray], info: dict) -> None:
+        if self._run is None:
+            return
+        try:
+            count = next(iter(metrics.values())).shape[1] if metrics else 0
+            for k in range(count):
+                row = {name: float(np.nanmean(values[:, k])) for name, values in metrics.items()
+                       if np.isfinite(values[:, k]).any()}
+                self._run.log(row, step=(first_iteration + k + 1) * self.steps_per_iteration)
+        except Exception as e:  # noqa: BLE001
+            self._disable(e)
+
+    def on_end(self, result) -> None:
+        if self._run is not None:
+            run, self._run = self._run, None
+            try:
+                run.finish()
             except Exception as e:  # noqa: BLE001
                 self._disable(e)
 

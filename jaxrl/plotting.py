@@ -1,13 +1,18 @@
-"""Learning-curve plots: mean and a 95% confidence band over seeds, against env steps."""
+"""Learning-curve plots: mean and a 95% confidence band over seeds, against env steps or
+wall time, for one run (`plot_curves`) or several run folders on one figure (`plot_runs`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 
 import numpy as np
 
-from jaxrl.logger import read_jsonl
+from jaxrl.config import ConfigError
+from jaxrl.logger import read_jsonl, read_metrics
+
+X_AXES = ("env_steps", "wall_time")
 
 
 def forward_fill(values: np.ndarray) -> np.ndarray:
@@ -45,13 +50,99 @@ def mean_and_band(values: np.ndarray, confidence: float = 0.95):
     return mean, mean - half, mean + half
 
 
-def load_curve(run_dir: str, metric: str = "episode/return"):
-    """Read `(env_steps[I], values[S, I])` for `metric` from a run folder's metrics.jsonl."""
-    rows = list(read_jsonl(os.path.join(run_dir, "metrics.jsonl")))
-    steps = np.array([r["env_steps"] for r in rows], dtype=np.float64)
-    vals = np.array([[np.nan if v is None else v for v in r[metric]] for r in rows],
-                    dtype=np.float64).T
-    return steps, vals
+def load_curve(run_dir: str, metric: str = "episode/return", x: str = "env_steps"):
+    """Read `(x[I], values[S, I])` for `metric` from a run folder.
+
+    Args:
+      run_dir: a run folder (`metrics.jsonl`; for wall time also `timing.jsonl`).
+      metric: a metric name of `metrics.jsonl`.
+      x: `env_steps` (per seed), or `wall_time`: seconds since the run started, from the
+        chunk ends in `timing.jsonl`, interpolated linearly within a chunk.
+
+    Raises:
+      ConfigError: the folder, a file or the metric is missing, or a file is unreadable.
+    """
+    if x not in X_AXES:
+        raise ConfigError(f"x must be one of {', '.join(X_AXES)}; got {x!r}")
+    if not os.path.isdir(run_dir):
+        raise ConfigError(f"run folder {run_dir!r} does not exist")
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        raise ConfigError(f"run folder {run_dir!r} has no metrics.jsonl (not a jaxrl run, or "
+                          "it never finished a chunk)")
+    try:
+        steps, metrics = read_metrics(path)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path} is unreadable: {type(e).__name__}: {e}") from None
+    if metric not in metrics:
+        raise ConfigError(f"metric {metric!r} is not in {path}; allowed: "
+                          f"{', '.join(metrics) or '(the file has no rows)'}")
+    if x == "wall_time":
+        timing = os.path.join(run_dir, "timing.jsonl")
+        try:
+            rows = list(read_jsonl(timing))
+            ends = np.array([0] + [r["iteration"] for r in rows], dtype=np.float64)
+            times = np.array([0.0] + [r["wall_time_s"] for r in rows], dtype=np.float64)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"run folder {run_dir!r} has no readable timing.jsonl "
+                              f"({type(e).__name__}); use --x env_steps") from None
+        iterations = np.arange(1, len(steps) + 1, dtype=np.float64)
+        return np.interp(iterations, ends, times), metrics[metric]
+    return steps, metrics[metric]
+
+
+def _check_out_path(out_path: str) -> None:
+    """Raise `ConfigError` unless a figure can be written to `out_path`."""
+    from matplotlib.figure import Figure
+
+    ext = os.path.splitext(out_path)[1].lstrip(".").lower()
+    formats = Figure().canvas.get_supported_filetypes()
+    if ext not in formats:
+        raise ConfigError(f"out {out_path!r} must end in one of "
+                          f"{', '.join('.' + f for f in sorted(formats))}")
+    folder = os.path.dirname(os.path.abspath(out_path))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"out {out_path!r}: folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK) or os.path.isdir(out_path) or (
+            os.path.exists(out_path) and not os.access(out_path, os.W_OK)):
+        raise ConfigError(f"out {out_path!r} is not writable")
+
+
+def _run_label(run_dir: str, label: str) -> str:
+    """`label: agent on env` when the run's config.json says so, else `label`."""
+    try:
+        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        return f"{label}: {config['agent']} on {config['env']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return label
+
+
+def plot_runs(run_dirs: list[str], out_path: str, *, x: str = "env_steps",
+              metric: str = "episode/return"):
+    """Learning curves of several run folders on one figure, saved to `out_path`.
+
+    Each run is drawn as its mean over seeds with a 95% t-band (see `plot_curves`).
+
+    Raises:
+      ConfigError: no runs, an unusable run folder (see `load_curve`), or an `out_path`
+        that cannot be written (unknown extension, missing or read-only folder).
+    """
+    if not run_dirs:
+        raise ConfigError("at least one run folder is required")
+    _check_out_path(out_path)
+    names = [os.path.basename(os.path.normpath(d)) or d for d in run_dirs]
+    if len(set(names)) < len(names):  # e.g. seed-1/run and seed-2/run: show the paths
+        names = list(run_dirs)
+    curves = [(_run_label(d, name), *load_curve(d, metric, x))
+              for d, name in zip(run_dirs, names)]
+    fig = plot_curves(curves, None, ylabel=metric,
+                      xlabel="env steps per seed" if x == "env_steps" else "wall time (s)")
+    try:
+        fig.savefig(out_path, dpi=120)
+    except OSError as e:
+        raise ConfigError(f"out {out_path!r} is not writable: {e.strerror or e}") from None
+    return fig
 
 
 def plot_curves(curves: list[tuple[str, np.ndarray, np.ndarray]],

@@ -3,7 +3,9 @@
 Kernels take one trajectory (`[T]`) and are batched over envs with `jax.vmap`; the
 `batched_*` forms take `[T, N]`. A step may end an episode by termination (no bootstrap:
 `discount_t = 0`) or by truncation (bootstrap from the pre-reset observation's value,
-which the caller puts in `v_t`); either one cuts the multi-step recursion.
+which the caller puts in `v_t`); either one cuts the multi-step recursion. `n_step_return`
+takes instead one replay window of L consecutive transitions and gives the n-step target of
+its first transition.
 """
 
 from __future__ import annotations
@@ -134,3 +136,59 @@ def episode_returns(r_t: jax.Array, cut_t: jax.Array) -> jax.Array:
 
 batched_discounted_returns = jax.vmap(discounted_returns, in_axes=1, out_axes=1)  # [T, N]
 batched_episode_returns = jax.vmap(episode_returns, in_axes=1, out_axes=1)  # [T, N]
+
+
+def n_step_return(r_t: jax.Array, discount_t: jax.Array,
+                  cut_t: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The n-step return of a window's first transition, cut at its first episode end.
+
+    Sutton & Barto 2018, eq. 7.1, `G = r_0 + g r_1 + ... + g^{n-1} r_{n-1} + g^n Q(s_n)`,
+    in our indexing and truncation-aware: rewards are summed up to and including the first
+    transition `k` that ends an episode (or the last one, `k = L - 1`), and the bootstrap
+    is the value after transition `k` (its `next_obs`: the pre-reset observation on a
+    truncation) times the product of discounts through `k` (zero after a termination).
+    Returned in parts so that a distributional target can shift and scale its atoms by
+    them (`G + discount * z`, Bellemare et al. 2017 with n-step as in Hessel et al. 2018)
+    and the caller evaluates the bootstrap network only at `next_obs[k]`.
+
+    Args:
+      r_t: [L] rewards of L consecutive transitions of one env.
+      discount_t: [L] gamma * (1 - terminated).
+      cut_t: [L] 1.0 (or True) where the episode ended at that transition (terminated or
+        truncated).
+
+    Returns:
+      `(g, discount, k)`: scalar discounted reward sum through `k`, scalar product of the
+      discounts through `k`, and int32 `k`. The n-step target is `g + discount * v(k)`.
+    """
+    chex.assert_rank([r_t, discount_t, cut_t], 1)
+    chex.assert_equal_shape([r_t, discount_t, cut_t])
+    not_cut = 1.0 - (cut_t != 0).astype(r_t.dtype)
+    # Transition i counts iff no episode ended before it (exclusive cumulative products).
+    ones = jnp.ones_like(r_t[:1])
+    alive_t = jnp.cumprod(jnp.concatenate([ones, not_cut[:-1]]))
+    weight_t = jnp.cumprod(jnp.concatenate([ones, discount_t[:-1]]))
+    # `where`, not a product: rewards after the cut belong to the next episode.
+    g = jnp.sum(jnp.where(alive_t > 0, weight_t * r_t, 0.0))
+    k = (jnp.sum(alive_t) - 1.0).astype(jnp.int32)
+    discount = jnp.cumprod(discount_t)[k]
+    return g, discount, k
+
+
+def n_step_target(r_t: jax.Array, discount_t: jax.Array, cut_t: jax.Array,
+                  q_t: jax.Array) -> jax.Array:
+    """The n-step bootstrapped target `G + discount * q_t[k]` of a window (see `n_step_return`).
+
+    Args:
+      r_t: [L] rewards of L consecutive transitions of one env.
+      discount_t: [L] gamma * (1 - terminated).
+      cut_t: [L] 1.0 where the episode ended at that transition (terminated or truncated).
+      q_t: [L] bootstrap value of each transition's `next_obs` (e.g. `max_a Q_target`);
+        only `q_t[k]` is used, so anything finite elsewhere.
+
+    Returns:
+      scalar target for the window's first transition.
+    """
+    chex.assert_equal_shape([r_t, q_t])
+    g, discount, k = n_step_return(r_t, discount_t, cut_t)
+    return g + discount * q_t[k]

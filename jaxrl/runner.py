@@ -5,9 +5,11 @@ Two forms of the same run:
 * `make_train(init, iteration, num_iterations) -> train(key, hparams)`: the whole run as
   one pure function, to be `jax.jit`-ed and `jax.vmap`-ed over seeds and hyperparameters.
 * `run(...)`: the host loop used by the CLI. It jits a chunk of K iterations vmapped over
-  seeds, and between chunks it logs, advances the progress bar and (later) checkpoints.
-  Iteration `i` always uses `fold_in(run_key, i)`, so a chunked run computes exactly what
-  the one-function run computes.
+  seeds, and between chunks it logs, advances the progress bar and checkpoints (through
+  `Callback`s). Iteration `i` always uses `fold_in(run_key, i)`, a pure function of the
+  seed and `i`, so a chunked run computes exactly what the one-function run computes, and
+  a run resumed at iteration `N` (`run(start=Start(state, run_keys, N))`) continues
+  exactly like the uninterrupted one.
 
 Scaling across devices lives here and nowhere else: `run(devices=D)` shards the seed axis
 (or, for one seed, the env axis of `state.env_state` and `state.obs`) over a 1-D
@@ -28,6 +30,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxrl.config import ConfigError
+from jaxrl.envs.wrappers import find_guard_state
 from jaxrl.types import Metrics, PRNGKey
 
 InitFn = Callable[[PRNGKey, Any], Any]
@@ -84,13 +87,16 @@ def bind(init: Callable, iteration: Callable, config: Any) -> tuple[InitFn, Iter
             lambda state, key, hparams: iteration(state, key, hparams, config))
 
 
-def make_chunk(iteration: IterationFn, chunk_iterations: int, num_iterations: int):
+def make_chunk(iteration: IterationFn, chunk_iterations: int, num_iterations: int, *,
+               first_iteration: int = 0):
     """Build `chunk(state, run_key, start, hparams) -> (state, metrics[K])`.
 
     Runs iterations `start .. start+K-1` of a run of `num_iterations`; iterations past the
-    end leave the state unchanged (their metrics are NaN and dropped by `run`).
+    end leave the state unchanged (their metrics are NaN and dropped by `run`). Chunks
+    start at `first_iteration + j * K`; the masking is compiled in only when the last of
+    them runs past the end, so a run resumed on that grid compiles the same program.
     """
-    masked = num_iterations % chunk_iterations != 0
+    masked = (num_iterations - first_iteration) % chunk_iterations != 0
 
     def chunk(state, run_key: PRNGKey, start: jax.Array, hparams):
         indices = start + jnp.arange(chunk_iterations, dtype=jnp.int32)
@@ -105,11 +111,70 @@ def split_seed_keys(seed: int, num_seeds: int) -> jax.Array:
     return jax.random.split(jax.random.key(seed), num_seeds)
 
 
+def default_chunk_iterations(num_iterations: int, chunk_iterations: int | None = None) -> int:
+    """The chunk length `run` uses: `chunk_iterations` (default about 1/20 of the run),
+    capped at `num_iterations`. Record it with a run so that a resume uses the same grid."""
+    if chunk_iterations is None:
+        chunk_iterations = max(1, math.ceil(num_iterations / 20))
+    return min(chunk_iterations, num_iterations)
+
+
+def _strong(x: jax.Array) -> jax.Array:
+    """`x` without a weak type (e.g. a Python-int counter in an env state)."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return x
+    return jax.lax.convert_element_type(x, x.dtype)
+
+
+def _make_init(init: InitFn, hparams_batched: bool):
+    """`init_all(keys[S], hparams) -> (state[S, ...], run_keys[S])`, vmapped over seeds.
+
+    Weak types are made strong: a state restored from a checkpoint has none, and it must
+    have exactly the types of a fresh one for a resumed run to compile the same chunk.
+    """
+
+    def init_one(key, hp):
+        init_key, run_key = jax.random.split(key)
+        return jax.tree.map(_strong, init(init_key, hp)), run_key
+
+    return jax.vmap(init_one, in_axes=(0, 0 if hparams_batched else None))
+
+
+def state_shapes(init: InitFn, hparams, *, seed: int = 0, num_seeds: int = 1,
+                 hparams_batched: bool = False):
+    """Shapes and dtypes of what `run` starts from, without computing it.
+
+    Returns:
+      `(state, run_keys)` as `jax.ShapeDtypeStruct` trees: the state `[S, ...]` after
+      `init` and the per-seed run keys `[S]` (typed keys). The template for restoring a
+      checkpoint of such a run.
+    """
+    return jax.eval_shape(_make_init(init, hparams_batched),
+                          split_seed_keys(seed, num_seeds), hparams)
+
+
+@dataclasses.dataclass
+class Start:
+    """Where a resumed run starts: the state `[S, ...]` and run keys `[S]` after
+    `iteration` iterations, as a checkpoint saved them."""
+
+    state: Any
+    run_keys: jax.Array
+    iteration: int
+
+
 class Callback(Protocol):
     """Host-side observer of a run (logger, progress bar, checkpointer)."""
 
     def on_chunk(self, first_iteration: int, metrics: dict[str, np.ndarray], info: dict) -> None:
-        """`metrics[name]` is `[S, K]` for iterations `first_iteration ..`."""
+        """`metrics[name]` is `[S, K]` for iterations `first_iteration ..`.
+
+        `info` holds `iteration` (iterations done), `num_iterations`, `env_steps` (per
+        seed), `elapsed_s` (training time of this call of `run`), `wall_time_s` (since
+        `run` started, compilation included), `num_seeds`, and `state` and `run_keys`: what
+        a checkpoint must save to continue from here. The state is donated to the next
+        chunk, so a callback must finish with it (or copy it) before returning.
+        """
 
     def on_end(self, result: "RunResult") -> None:
         """Called once after the last chunk."""
@@ -127,7 +192,8 @@ class RunResult:
     compile_time_s: float
     wall_time_s: float
     train_time_s: float
-    env_steps: int  # per seed
+    env_steps: int  # per seed, at the end of the run
+    first_iteration: int = 0  # where this call started (> 0 when resumed); metrics from here
 
 
 def choose_devices(requested: int | None, num_seeds: int, num_envs: int | None) -> int:
@@ -180,13 +246,37 @@ def _finite_per_seed(tree):
         if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.ones(x.shape[:1], bool), tree)
 
 
+def check_env_finite(state) -> None:
+    """Raise `NonFiniteError` if a `GuardFinite` in `state.env_state` saw a NaN or inf.
+
+    The leaves of `state.env_state` are `[S, N, ...]`. Of all env copies with a record, the
+    one with the earliest step is reported (ties: lowest seed, then env), with its seed
+    index, env index, step and the action taken on that step.
+    """
+    guard = find_guard_state(getattr(state, "env_state", None))
+    if guard is None:
+        return
+    bad_step = np.asarray(jax.device_get(guard.bad_step))  # [S, N]
+    seeds, envs_ = np.nonzero(bad_step >= 0)
+    if not seeds.size:
+        return
+    seed, env, step = min(zip(seeds.tolist(), envs_.tolist(),
+                              bad_step[seeds, envs_].tolist()), key=lambda x: (x[2], x[0], x[1]))
+    action = np.asarray(jax.device_get(guard.bad_action[seed, env])).tolist()
+    raise NonFiniteError(f"environment produced a non-finite observation or reward: seed "
+                         f"{seed}, env {env}, step {step}, last action {action}")
+
+
 def check_finite(state, metrics: dict[str, np.ndarray], first_iteration: int) -> None:
     """Raise `NonFiniteError` if a guarded metric or state leaf is NaN or infinite.
 
-    Guarded: metrics named `loss/*` and `opt/*` (`[S, K]`, checked per iteration) and the
-    state fields `params`, `target_params`, `opt_state` when present (checked per seed at
-    the end of the chunk). Iterations are numbered from 1, as in `metrics.jsonl`.
+    Guarded: first the environments (`check_env_finite`: a NaN observation is usually the
+    root cause of the rest), then metrics named `loss/*` and `opt/*` (`[S, K]`, checked per
+    iteration) and the state fields `params`, `target_params`, `opt_state` when present
+    (checked per seed at the end of the chunk). Iterations are numbered from 1, as in
+    `metrics.jsonl`.
     """
+    check_env_finite(state)
     bad_metrics = []
     for name, values in metrics.items():
         if name.startswith(GUARDED_METRIC_PREFIXES):
@@ -221,8 +311,8 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
         hparams, seed: int = 0, num_seeds: int = 1, hparams_batched: bool = False,
         chunk_iterations: int | None = None, devices: int | None = None,
         num_envs: int | None = None, callbacks: Sequence[Callback] = (),
-        env_fields: Sequence[str] = ("env_state", "obs"), check_finite_values: bool = True
-        ) -> RunResult:
+        env_fields: Sequence[str] = ("env_state", "obs"), check_finite_values: bool = True,
+        start: Start | None = None) -> RunResult:
     """Train `num_seeds` seeds in chunks, calling `callbacks` on the host between chunks.
 
     Args:
@@ -236,10 +326,17 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
       num_envs: env copies per seed, for sharding the env axis of a single seed.
       check_finite_values: after each chunk, stop with `NonFiniteError` (naming the seed,
         the iteration and the leaves) if losses, parameters or optimizer state are not
-        finite; the callbacks never see that chunk, so logs end with the last good chunk.
+        finite, or (naming the seed, env copy, step and action) if a `GuardFinite` env
+        wrapper saw a non-finite observation or reward; the callbacks never see that chunk, so logs and checkpoints end with the
+        last good chunk.
+      start: continue a run from a checkpoint instead of calling `init`. Iteration `i`
+        still uses `fold_in(run_keys[s], i)`, so when `start.iteration` is a chunk boundary
+        of the original run (a multiple of `chunk_iterations`, where checkpoints are saved)
+        and `chunk_iterations` is the same, the resumed run compiles the same programs and
+        computes exactly what the uninterrupted run computes.
 
     Returns:
-      `RunResult` with metrics `[S, num_iterations]` as NumPy arrays.
+      `RunResult` with metrics `[S, num_iterations - first_iteration]` as NumPy arrays.
     """
     if type(num_iterations) is not int or num_iterations <= 0:
         raise ConfigError(f"num_iterations must be a positive integer, got {num_iterations!r}")
@@ -247,23 +344,22 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
                                          or chunk_iterations <= 0):
         raise ConfigError(f"chunk_iterations must be a positive integer, got "
                           f"{chunk_iterations!r}")
-    if chunk_iterations is None:
-        chunk_iterations = max(1, math.ceil(num_iterations / 20))
-    chunk_iterations = min(chunk_iterations, num_iterations)
+    first_iteration = 0 if start is None else start.iteration
+    if type(first_iteration) is not int or not 0 <= first_iteration <= num_iterations:
+        raise ConfigError(f"start iteration must be an integer in [0, {num_iterations}], got "
+                          f"{first_iteration!r}")
+    chunk_iterations = default_chunk_iterations(num_iterations, chunk_iterations)
     num_devices = choose_devices(devices, num_seeds, num_envs)
     t_start = time.perf_counter()
 
     keys = split_seed_keys(seed, num_seeds)
     hp_axis = 0 if hparams_batched else None
-
-    def init_one(key, hp):
-        init_key, run_key = jax.random.split(key)
-        return init(init_key, hp), run_key
-
-    chunk_one = make_chunk(iteration, chunk_iterations, num_iterations)
-    init_fn = jax.jit(jax.vmap(init_one, in_axes=(0, hp_axis)))
+    chunk_one = make_chunk(iteration, chunk_iterations, num_iterations,
+                           first_iteration=first_iteration)
+    init_fn = jax.jit(_make_init(init, hparams_batched))
     chunk_fn = jax.jit(jax.vmap(chunk_one, in_axes=(0, 0, None, hp_axis)), donate_argnums=0)
 
+    state_sharding = seed_sharding = None
     if num_devices > 1:
         mesh = Mesh(np.array(jax.local_devices()[:num_devices]), ("d",))
         shard_seeds = num_seeds % num_devices == 0 and num_seeds > 1
@@ -271,20 +367,34 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
         keys = jax.device_put(keys, seed_sharding)
         hparams = jax.device_put(hparams, seed_sharding if hparams_batched
                                  else NamedSharding(mesh, PartitionSpec()))
-        state_shapes, _ = jax.eval_shape(init_fn, keys, hparams)
-        init_fn = jax.jit(jax.vmap(init_one, in_axes=(0, hp_axis)),
-                          out_shardings=(_shardings(state_shapes, mesh, shard_seeds, env_fields),
-                                         seed_sharding))
+        state_shapes_, _ = jax.eval_shape(init_fn, keys, hparams)
+        state_sharding = _shardings(state_shapes_, mesh, shard_seeds, env_fields)
+        init_fn = jax.jit(_make_init(init, hparams_batched),
+                          out_shardings=(state_sharding, seed_sharding))
 
     collected: dict[str, list[np.ndarray]] = {}
+    compile_time = 0.0
+    t_train = time.perf_counter()
     try:
         t0 = time.perf_counter()
-        init_compiled = init_fn.lower(keys, hparams).compile()
-        state, run_keys = init_compiled(keys, hparams)
-        chunk_compiled = chunk_fn.lower(state, run_keys, jnp.int32(0), hparams).compile()
+        if start is None:
+            init_compiled = init_fn.lower(keys, hparams).compile()
+            state, run_keys = init_compiled(keys, hparams)
+        else:
+            state, run_keys = start.state, start.run_keys
+        # Commit the state to its devices whether it is fresh (uncommitted) or restored
+        # (committed): the chunk must be the same program in both cases, so that a resumed
+        # run computes exactly what the uninterrupted one did.
+        first_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        state = jax.device_put(state, first_device if state_sharding is None else state_sharding)
+        run_keys = jax.device_put(run_keys, first_device if seed_sharding is None
+                                  else seed_sharding)
+        if first_iteration < num_iterations:
+            chunk_compiled = chunk_fn.lower(state, run_keys, jnp.int32(first_iteration),
+                                            hparams).compile()
         compile_time = time.perf_counter() - t0
         t_train = time.perf_counter()
-        for first in range(0, num_iterations, chunk_iterations):
+        for first in range(first_iteration, num_iterations, chunk_iterations):
             state, metrics = chunk_compiled(state, run_keys, jnp.int32(first), hparams)
             metrics = jax.device_get(metrics)
             count = min(chunk_iterations, num_iterations - first)
@@ -293,9 +403,11 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
                 check_finite(state, metrics, first)
             for k, v in metrics.items():
                 collected.setdefault(k, []).append(v)
-            info = {"iteration": first + count,
+            now = time.perf_counter()
+            info = {"iteration": first + count, "num_iterations": num_iterations,
                     "env_steps": (first + count) * steps_per_iteration,
-                    "elapsed_s": time.perf_counter() - t_train, "num_seeds": num_seeds}
+                    "elapsed_s": now - t_train, "wall_time_s": now - t_start,
+                    "num_seeds": num_seeds, "state": state, "run_keys": run_keys}
             for cb in callbacks:
                 cb.on_chunk(first, metrics, info)
     except BaseException:
@@ -309,7 +421,8 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
         state=state,
         metrics={k: np.concatenate(v, axis=1) for k, v in collected.items()},
         compile_time_s=compile_time, wall_time_s=time.perf_counter() - t_start,
-        train_time_s=train_time, env_steps=num_iterations * steps_per_iteration)
+        train_time_s=train_time, env_steps=num_iterations * steps_per_iteration,
+        first_iteration=first_iteration)
     for cb in callbacks:
         cb.on_end(result)
     return result

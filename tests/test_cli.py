@@ -83,6 +83,27 @@ BAD_INPUTS = [
      r"eval[-_]episodes"),
     ("unknown-flag", ["train", "ppo", *TINY, "--foo", "1"], r"--foo"),
     ("list-extra", ["list", "extra"], r"list.*extra"),
+    ("checkpoint-every-zero", ["train", "ppo", *TINY, "--checkpoint-every", "0"],
+     r"checkpoint[-_]every"),
+    ("keep-checkpoints-zero", ["train", "ppo", *TINY, "--keep-checkpoints", "0"],
+     r"keep[-_]checkpoints"),
+    ("resume-missing-run-dir", ["resume"], r"RUN_DIR"),
+    ("resume-no-such-run", ["resume", "no-such-run"], r"run folder.*no-such-run.*not exist"),
+    ("eval-no-such-run", ["eval", "no-such-run"], r"run folder.*no-such-run.*not exist"),
+    ("eval-episodes-zero", ["eval", "no-such-run", "--episodes", "0"], r"episodes.*0"),
+    ("eval-episodes-negative", ["eval", "no-such-run", "--episodes", "-5"], r"episodes"),
+    ("eval-episodes-not-int", ["eval", "no-such-run", "--episodes", "many"], r"--episodes"),
+    ("eval-checkpoint-not-int", ["eval", "no-such-run", "--checkpoint", "last"],
+     r"--checkpoint"),
+    ("plot-missing-out", ["plot", "no-such-run"], r"--out"),
+    ("plot-missing-run", ["plot", "--out", "c.png"], r"RUN_DIR"),
+    ("plot-no-such-run", ["plot", "no-such-run", "--out", "c.png"],
+     r"run folder.*no-such-run.*not exist"),
+    ("plot-bad-x", ["plot", "no-such-run", "--out", "c.png", "--x", "time"], r"--x.*time"),
+    ("plot-out-folder-missing", ["plot", "no-such-run", "--out", "missing/c.png"],
+     r"out.*missing.*does not exist"),
+    ("plot-out-bad-extension", ["plot", "no-such-run", "--out", "curves.xyz"],
+     r"out.*curves.xyz.*must end in"),
 ]
 
 
@@ -237,3 +258,103 @@ def _check_identical_runs(out_a, out_b):
     # Two seeds are two different runs, not one run twice.
     rows = [json.loads(line) for line in a.splitlines()]
     assert any(r["loss/total"][0] != r["loss/total"][1] for r in rows)
+
+
+def _fake_run(path, *, metrics=False, checkpoint_junk=False, checkpoint_damaged=False,
+              config_text=None):
+    """A run folder written by hand: config.json of a tiny PPO run, optionally a metrics
+    row, a checkpoint folder that holds junk instead of a checkpoint, or a checkpoint of
+    the run (all zeros) whose array data is then overwritten."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrl import checkpoint, experiment, runner
+    from jaxrl.agents import ppo
+    from jaxrl.config import to_dict
+
+    path.mkdir()
+    config = ppo.Config(num_envs=4, rollout_len=16, total_timesteps=2048)
+    (path / "config.json").write_text(config_text if config_text is not None else json.dumps(
+        {"agent": "ppo", "env": config.env, "config": to_dict(config),
+         "hparams": to_dict(ppo.HParams.create()),
+         "run": {"seed": 0, "num_seeds": 1, "chunk_iterations": 2}}))
+    if metrics:
+        (path / "metrics.jsonl").write_text(
+            '{"iteration":1,"env_steps":64,"episode/return":[20.0]}\n')
+    if checkpoint_junk:
+        (path / "checkpoints" / "2").mkdir(parents=True)
+        (path / "checkpoints" / "2" / "state").write_text("not a checkpoint")
+    if checkpoint_damaged:
+        run = experiment.load_run(str(path))
+        state, keys = runner.state_shapes(ppo.make_parts(config)[0], run.hparams)
+
+        def zeros(s):
+            if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key):
+                return jax.random.wrap_key_data(jnp.zeros((*s.shape, 2), jnp.uint32))
+            return jnp.zeros(s.shape, s.dtype)
+
+        saver = checkpoint.Checkpointer(str(path / "checkpoints"),
+                                        experiment._checkpoint_meta(run))
+        saver.save(2, jax.tree.map(zeros, {"state": state, "run_keys": keys}))
+        saver.close()
+        for root, _, files in os.walk(path / "checkpoints" / "2" / "state"):
+            for name in files:
+                if "metadata" not in name.lower():
+                    with open(os.path.join(root, name), "wb") as f:
+                        f.write(b"\0damaged")
+
+
+# (id, how to build RUN, argv with RUN for the folder, the regex the error line must match)
+BAD_RUN_FOLDERS = [
+    ("resume-folder-without-config", {}, ["resume", "EMPTY"], r"EMPTY.*no config.json"),
+    ("resume-unreadable-config", {"config_text": "{"}, ["resume", "RUN"],
+     r"config.json is unreadable"),
+    ("resume-unknown-agent-in-config", {"config_text": json.dumps(
+        {"agent": "dqnn", "config": {}, "hparams": {}, "run": {"seed": 0, "num_seeds": 1}})},
+     ["resume", "RUN"], r"agent 'dqnn' is unknown"),
+    ("resume-without-checkpoint", {"metrics": True}, ["resume", "RUN"],
+     r"run folder.*RUN.*has no checkpoint"),
+    ("eval-without-checkpoint", {"metrics": True}, ["eval", "RUN"], r"has no checkpoint"),
+    ("resume-corrupted-checkpoint", {"checkpoint_junk": True}, ["resume", "RUN"],
+     r"checkpoint .*RUN/checkpoints/2 is unreadable or corrupted"),
+    ("eval-corrupted-checkpoint", {"checkpoint_junk": True}, ["eval", "RUN"],
+     r"checkpoint .*RUN/checkpoints/2 is unreadable or corrupted"),
+    ("eval-damaged-array-data", {"checkpoint_damaged": True}, ["eval", "RUN"],
+     r"checkpoint .*RUN/checkpoints/2 is unreadable or corrupted \(ValueError: DATA_LOSS"),
+    ("eval-unknown-checkpoint", {"checkpoint_junk": True},
+     ["eval", "RUN", "--checkpoint", "5"], r"checkpoint 5 is not in .*available: 2"),
+    ("plot-without-metrics", {}, ["plot", "RUN", "--out", "OUT/c.png"],
+     r"RUN.*no metrics.jsonl"),
+    ("plot-unknown-metric", {"metrics": True},
+     ["plot", "RUN", "--out", "OUT/c.png", "--metric", "loss/foo"],
+     r"metric 'loss/foo'.*allowed: episode/return"),
+    ("plot-wall-time-without-timing", {"metrics": True},
+     ["plot", "RUN", "--out", "OUT/c.png", "--x", "wall_time"], r"timing.jsonl.*--x env_steps"),
+    ("plot-out-is-a-folder", {"metrics": True}, ["plot", "RUN", "--out", "OUT"],
+     r"out.*not writable|out.*must end in"),
+    ("plot-out-is-a-png-folder", {"metrics": True}, ["plot", "RUN", "--out", "OUT/dir.png"],
+     r"out.*dir.png.*not writable"),
+]
+
+
+def _snapshot(root):
+    return sorted((os.path.relpath(os.path.join(d, f), root), os.path.getsize(os.path.join(d, f)))
+                  for d, _, files in os.walk(root) for f in files)
+
+
+@pytest.mark.parametrize("build, argv, pattern", [c[1:] for c in BAD_RUN_FOLDERS],
+                         ids=[c[0] for c in BAD_RUN_FOLDERS])
+def test_bad_run_folder_is_one_error_line_and_changes_nothing(build, argv, pattern, tmp_path,
+                                                              capsys):
+    run, empty, out = tmp_path / "RUN", tmp_path / "EMPTY", tmp_path / "OUT"
+    _fake_run(run, **build)
+    empty.mkdir()
+    out.mkdir()
+    (out / "dir.png").mkdir()
+    before = _snapshot(tmp_path)
+    names = {"RUN": str(run), "EMPTY": str(empty), "OUT": str(out)}
+    argv = [names.get(a, a.replace("OUT/", f"{out}/")) for a in argv]
+    status = cli.main(argv)
+    stdout, err = capsys.readouterr()
+    _check_one_error_line(status, stdout, err, pattern)
+    assert _snapshot(tmp_path) == before

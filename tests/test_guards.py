@@ -128,3 +128,131 @@ def test_tensorboard_failure_warns_and_never_raises(tmp_path, monkeypatch):
         tb.on_end(None)
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(messages) == 1 and "disk full" in messages[0]
+
+
+# ------------------------------------------------------------------ GuardFinite env wrapper
+
+from gymnax.environments import environment  # noqa: E402
+
+from jaxrl import envs  # noqa: E402
+from jaxrl.agents import ppo  # noqa: E402
+from jaxrl.envs import probes  # noqa: E402
+from jaxrl.envs.wrappers import GuardFinite, find_guard_state  # noqa: E402
+
+
+@struct.dataclass
+class NanAtState(environment.EnvState):
+    nan_at: jax.Array  # int32 scalar: step of the episode with a NaN (and at twice it); -1: never
+
+
+class NanAt(probes.ProbeTimeLimitEndless):
+    """Reward 1, obs 0 forever (no auto-reset within a test run), except that about a third
+    of the copies, chosen at reset, return a NaN observation (or reward) at step `nan_at`
+    and again at `2 * nan_at`."""
+
+    def __init__(self, what: str = "obs"):
+        super().__init__(max_steps_in_episode=100_000)
+        self.what = what
+
+    def reset_env(self, key, params):
+        poison_key, step_key = jax.random.split(key)
+        nan_at = jnp.where(jax.random.bernoulli(poison_key, 0.3),
+                           jax.random.randint(step_key, (), 3, 40), -1).astype(jnp.int32)
+        state = NanAtState(nan_at=nan_at, time=0)
+        return jnp.zeros((1,), jnp.float32), state
+
+    def step_env(self, key, state, action, params):
+        time = state.time + 1
+        bad = (time == state.nan_at) | (time == 2 * state.nan_at)
+        obs = jnp.where(bad & (self.what == "obs"), jnp.nan, 0.0) * jnp.ones((1,), jnp.float32)
+        reward = jnp.where(bad & (self.what == "reward"), jnp.nan, 1.0).astype(jnp.float32)
+        return obs, NanAtState(nan_at=state.nan_at, time=time), reward, jnp.bool_(False), {}
+
+
+for _what in ("obs", "reward"):
+    if f"test/nan-{_what}" not in envs.list_envs():
+        envs.register(f"test/nan-{_what}", lambda what=_what: NanAt(what))
+
+
+def _rollout(env, params, key, num_envs, num_steps):
+    """Reset `num_envs` copies and step them with action `t % 2` at step t (1-based)."""
+    reset_key, step_key = jax.random.split(key)
+    obs0, state = jax.vmap(env.reset, in_axes=(0, None))(
+        jax.random.split(reset_key, num_envs), params)
+
+    def body(state, xs):
+        t, key = xs
+        action = jnp.full((num_envs,), t % 2, jnp.int32)
+        obs, state, reward, *_ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(key, num_envs), state, action, params)
+        return state, (obs, reward)
+
+    ts = jnp.arange(1, num_steps + 1, dtype=jnp.int32)
+    state, (obs, reward) = jax.lax.scan(body, state, (ts, jax.random.split(step_key, num_steps)))
+    return obs0, state, obs, reward
+
+
+def test_guard_passes_values_through_and_records_only_the_first_event():
+    raw = NanAt("obs")
+    params = raw.default_params
+    key = jax.random.key(3)
+    rollout = jax.jit(_rollout, static_argnums=(0, 3, 4))
+    obs0, state, obs, reward = rollout(GuardFinite(raw), params, key, 16, 90)
+    ref0, ref_state, ref_obs, ref_reward = rollout(raw, params, key, 16, 90)
+    np.testing.assert_array_equal(obs0, ref0)
+    np.testing.assert_array_equal(obs, ref_obs)  # NaNs in the same places
+    np.testing.assert_array_equal(reward, ref_reward)
+    nan_at = np.asarray(ref_state.nan_at)
+    assert (nan_at > 0).any() and (nan_at < 0).any()  # some copies poisoned, some not
+    np.testing.assert_array_equal(state.steps, np.full(16, 90))
+    # The first event (not the one at 2 * nan_at), and the action `t % 2` taken on it.
+    np.testing.assert_array_equal(state.bad_step, nan_at)
+    np.testing.assert_array_equal(state.bad_action, np.where(nan_at > 0, nan_at % 2, 0))
+    assert state.bad_action.dtype == jnp.int32
+    assert find_guard_state(state) is state
+
+
+def test_guard_on_a_continuous_env_keeps_the_action_shape_and_stays_clear():
+    env, params = envs.make("Pendulum-v1")
+    guarded = envs.EpisodeStatistics(GuardFinite(env, params))
+    obs, state = guarded.reset(jax.random.key(0), params)
+    step = jax.jit(guarded.step)
+    for key in jax.random.split(jax.random.key(1), 3):
+        obs, state, *_ = step(key, state, jnp.array([0.5], jnp.float32), params)
+    guard = find_guard_state(state)
+    assert guard.bad_action.shape == (1,) and guard.bad_action.dtype == jnp.float32
+    assert int(guard.bad_step) == -1 and int(guard.steps) == 3
+
+
+def _expected_first_event(config, hparams, seed, num_seeds):
+    """(seed, env, step) of the earliest NaN, read from the envs' initial states."""
+    init_fn, _ = ppo.make_parts(config)
+    state, _ = runner._make_init(init_fn, False)(runner.split_seed_keys(seed, num_seeds),
+                                                  hparams)
+    nan_at = np.asarray(find_guard_state(state.env_state).env_state.nan_at)  # [S, N]
+    events = [(int(k), s, n) for (s, n), k in np.ndenumerate(nan_at) if k > 0]
+    assert events, "choose a seed with a poisoned copy"
+    step, s, n = min(events)
+    return s, n, step
+
+
+@pytest.mark.parametrize("what", ["obs", "reward"])
+def test_an_env_returning_nan_at_step_k_is_reported_with_env_index_and_step(what):
+    config = ppo.Config(env=f"test/nan-{what}", num_envs=4, rollout_len=16,
+                        total_timesteps=4 * 16 * 4, num_epochs=1, num_minibatches=1,
+                        hidden_sizes=(8,))
+    hparams = ppo.HParams.create()
+    seed_index, env_index, step = _expected_first_event(config, hparams, seed=9, num_seeds=2)
+    assert (seed_index, step) == (1, 17)  # seed 1, second rollout: a non-trivial case
+    init_fn, iteration_fn = ppo.make_parts(config)
+    rec = Recorder()
+    with pytest.raises(runner.NonFiniteError) as info:
+        runner.run(init_fn, iteration_fn, num_iterations=config.num_iterations,
+                   steps_per_iteration=config.batch_size, hparams=hparams, seed=9,
+                   num_seeds=2, chunk_iterations=4, devices=1, callbacks=[rec])
+    message = str(info.value)
+    assert message.startswith(
+        "environment produced a non-finite observation or reward: "
+        f"seed {seed_index}, env {env_index}, step {step}, last action "), message
+    assert message.rsplit(" ", 1)[1] in ("0", "1") and "\n" not in message
+    assert rec.aborted

@@ -64,3 +64,17 @@ def test_notebook_kernel_is_this_interpreter():
     cmd = manager.format_kernel_cmd()
     assert cmd[0] == sys.executable or os.path.samefile(cmd[0], sys.executable), (
         spec.resource_dir, cmd)
+
+
+def test_quickstart_notebook_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXRL_NOTEBOOK_SMALL", "1")
+    monkeypatch.setenv("JAX_NUMPY_RANK_PROMOTION", "raise")
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    nb = _execute(os.path.join(NOTEBOOKS, "quickstart.ipynb"), tmp_path)
+
+    errors = [out for cell in nb.cells for out in cell.get("outputs", [])
+              if out.get("output_type") == "error"]
+    assert not errors, errors
+    text = "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", []))
+    assert "SMALL=True" in text and "restored checkpoint of iteration" in text, text
+    assert _has_image(_tagged(nb, "plot-curves")), "the learning-curve cell drew nothing"

@@ -1,0 +1,275 @@
+"""Off-policy plumbing shared by replay-based agents (DQN now; DDPG, TD3, SAC later).
+
+Everything here is independent of how an agent turns replayed data into an update: the
+wrapped environment, the replay buffer built from a config, the training state (online and
+target parameters, optimizer, buffer, envs, per-env exploration noise, counters), stepping
+all env copies once and storing the step in the buffer, a learning phase of several
+gradient steps that waits for a warm-up, target-network updates and linear schedules. An
+iteration is `rollout_len // train_frequency` phases of `train_frequency` env steps of all
+`num_envs` copies followed by `gradient_steps` updates. An agent module supplies its own
+`Config` (with the fields `env`, `num_envs`, `rollout_len`, `total_timesteps`,
+`buffer_size`, `minibatch_size`, `learning_starts`, `train_frequency`, `gradient_steps`,
+`target_update_period`, `hidden_sizes`, `activation`), its acting and its update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl import buffers, envs, rollout
+from jaxrl import config as cfg
+from jaxrl import networks
+from jaxrl.config import ConfigError
+from jaxrl.types import Metrics, Params, PRNGKey, Transition
+
+_COUNTS = ("num_envs", "rollout_len", "total_timesteps", "buffer_size", "minibatch_size",
+           "train_frequency", "gradient_steps", "target_update_period")
+
+
+def check_config(config: Any, counts: tuple[str, ...] = (), *, sequence_length: int = 1) -> None:
+    """Validate the fields every off-policy config shares, plus `counts`.
+
+    Args:
+      config: the agent's config (see the module docstring for the fields read).
+      counts: more fields that must be positive integers.
+      sequence_length: replay window length (n for n-step targets).
+
+    Raises:
+      ConfigError: naming the first bad field and what is allowed.
+    """
+    if not isinstance(config.env, str):
+        raise ConfigError(f"env must be a string environment id, got {config.env!r}")
+    envs.check_env_id(config.env)
+    cfg.check_positive_int(config, _COUNTS + counts)
+    if type(config.learning_starts) is not int or config.learning_starts < 0:
+        raise ConfigError(f"learning_starts must be a non-negative integer, got "
+                          f"{config.learning_starts!r}")
+    cfg.check_sizes("hidden_sizes", config.hidden_sizes)
+    cfg.check_choice("activation", config.activation, networks.ACTIVATIONS)
+    if config.rollout_len % config.train_frequency:
+        raise ConfigError(f"train_frequency ({config.train_frequency}) must divide "
+                          f"rollout_len ({config.rollout_len})")
+    if config.total_timesteps < config.batch_size:
+        raise ConfigError(f"total_timesteps ({config.total_timesteps}) must be at least "
+                          f"num_envs * rollout_len ({config.batch_size})")
+    if config.buffer_size % config.num_envs:
+        raise ConfigError(f"buffer_size ({config.buffer_size}) must be a multiple of "
+                          f"num_envs ({config.num_envs})")
+    rows = config.buffer_size // config.num_envs
+    if rows < sequence_length:
+        raise ConfigError(f"buffer_size ({config.buffer_size}) must hold at least "
+                          f"{sequence_length} steps per env (num_envs * n_step)")
+    windows = (rows - sequence_length + 1) * config.num_envs
+    if config.minibatch_size > windows:
+        raise ConfigError(f"minibatch_size ({config.minibatch_size}) must be at most the "
+                          f"{windows} windows a full buffer of buffer_size "
+                          f"{config.buffer_size} holds")
+
+
+def check_discrete(spec: Any, env_id: str, agent: str) -> None:
+    """Raise `ConfigError` unless `spec` has discrete actions, suggesting continuous agents."""
+    if not spec.discrete:
+        raise ConfigError(
+            f"env {env_id!r} has a continuous (Box) action space, but {agent} needs discrete "
+            "actions (it takes a max over them); use an agent for continuous actions "
+            "(ddpg, td3 or sac) or an env with discrete actions")
+
+
+def make_env(env_id: str):
+    """The environment for off-policy training: actions clipped if continuous, episode stats.
+
+    Returns:
+      `(env, env_params, spec)`.
+    """
+    env, env_params = envs.make(env_id)
+    spec = envs.env_spec(env, env_params)
+    env = envs.wrappers.GuardFinite(env, env_params)  # reports NaN obs/rewards (runner)
+    if not spec.discrete:
+        env = envs.ClipAction(env, env_params)
+    return envs.EpisodeStatistics(env), env_params, spec
+
+
+def make_buffer(config: Any, *, sequence_length: int = 1, prioritized: bool = False,
+                alpha: float = 0.6) -> buffers.Buffer:
+    """The replay buffer of `config`: `buffer_size` transitions, `minibatch_size` windows
+    of `sequence_length` steps per sample, uniform or prioritized (exponent `alpha`)."""
+    sizes = dict(capacity=config.buffer_size, num_envs=config.num_envs,
+                 batch_size=config.minibatch_size, sequence_length=sequence_length)
+    if prioritized:
+        return buffers.make_prioritized(alpha=alpha, **sizes)
+    return buffers.make_uniform(**sizes)
+
+
+class Setup(struct.PyTreeNode):
+    """Static objects derived from a config (built once per config, closed over)."""
+
+    env: Any = struct.field(pytree_node=False)
+    env_params: Any = struct.field(pytree_node=False)
+    spec: Any = struct.field(pytree_node=False)
+    network: Any = struct.field(pytree_node=False)
+    buffer: buffers.Buffer = struct.field(pytree_node=False)
+
+
+@struct.dataclass
+class State:
+    """Training state of an off-policy agent, for one seed."""
+
+    params: Params
+    target_params: Params
+    opt_state: optax.OptState
+    buffer: buffers.BufferState
+    env_state: Any  # gymnax state, leading axis N
+    obs: jax.Array  # [N, *obs_shape], the observations to act on next
+    noise: Any  # per-env exploration noise, leaves [N, ...] (noisy-net draws); {} if none
+    env_steps: jax.Array  # int32 scalar: env steps taken, all N copies counted
+    step: jax.Array  # int32 scalar: gradient updates applied so far
+
+
+def example_transition(spec: Any, obs: jax.Array) -> Transition:
+    """One `Transition` without batch axes (a buffer's `init` example) for `obs [*obs_shape]`."""
+    action_dtype = jnp.int32 if spec.discrete else jnp.float32
+    return Transition(obs=obs, action=jnp.zeros(spec.action_shape, action_dtype),
+                      reward=jnp.float32(0.0), terminated=jnp.bool_(False),
+                      truncated=jnp.bool_(False), next_obs=obs)
+
+
+def init(key: PRNGKey, setup: Setup, num_envs: int, params: Params,
+         tx: optax.GradientTransformation, noise: Any) -> State:
+    """`num_envs` reset envs, an empty buffer, the target a copy of `params`, counters at 0.
+
+    Args:
+      noise: the agent's per-env exploration noise, leaves `[N, ...]` (`{}` if none).
+    """
+    env_state, obs = rollout.reset_envs(setup.env, setup.env_params, key, num_envs)
+    buffer_state = setup.buffer.init(example_transition(setup.spec, obs[0]))
+    return State(params=params, target_params=jax.tree.map(jnp.copy, params),
+                 opt_state=tx.init(params), buffer=buffer_state, env_state=env_state, obs=obs,
+                 noise=noise, env_steps=jnp.int32(0), step=jnp.int32(0))
+
+
+ActFn = Callable[[Params, Any, jax.Array, PRNGKey], jax.Array]
+RenewFn = Callable[[Any, jax.Array, PRNGKey], Any]
+
+
+def collect_step(state: State, key: PRNGKey, setup: Setup, act: ActFn, renew_noise: RenewFn):
+    """Step every env copy once, acting with its own noise, and add the step to the buffer.
+
+    Args:
+      act: `act(params, noise, obs, key) -> action` for one env copy (`noise` its own).
+      renew_noise: `renew_noise(noise, done, key) -> noise` for one env copy, called after
+        its step (`done`: the step ended an episode), e.g. a fresh draw at episode ends.
+
+    Returns:
+      `(state, episodes)`: the buffer holds the `N` new transitions (`next_obs` the
+      pre-reset observation), `env_steps` grew by `N`; `episodes` are `[N]` statistics.
+    """
+    num_envs = state.obs.shape[0]
+    act_key, noise_key = jax.random.split(key)
+    # `make_rollout` vmaps `act` with shared parameters; each env copy has its own noise,
+    # so we run a one-step rollout of one env copy per env, vmapped over the copies.
+    one_step = rollout.make_rollout(setup.env, setup.env_params,
+                                    lambda p, o, k: act(p[0], p[1], o, k), 1)
+
+    def one_env(noise, env_state, obs, env_key):
+        env_state, obs, traj, episodes = one_step(
+            (state.params, noise), jax.tree.map(lambda x: x[None], env_state), obs[None],
+            env_key)
+        unbatch = lambda x: x[0]  # noqa: E731 - drop the env axis of one copy
+        first = lambda x: x[0, 0]  # noqa: E731 - drop the time and env axes
+        return (jax.tree.map(unbatch, env_state), obs[0], jax.tree.map(first, traj),
+                jax.tree.map(first, episodes))
+
+    env_state, obs, transition, episodes = jax.vmap(one_env)(
+        state.noise, state.env_state, state.obs, jax.random.split(act_key, num_envs))
+    done = jnp.logical_or(transition.terminated, transition.truncated)
+    noise = jax.vmap(renew_noise)(state.noise, done, jax.random.split(noise_key, num_envs))
+    state = state.replace(env_state=env_state, obs=obs, noise=noise,
+                          buffer=setup.buffer.add(state.buffer, transition),
+                          env_steps=state.env_steps + num_envs)
+    return state, episodes
+
+
+def learn(state: State, key: PRNGKey, ready: jax.Array,
+          update: Callable[[State, PRNGKey], tuple[State, Metrics]], num_updates: int):
+    """`num_updates` calls of `update(state, key)` if `ready`, else the state unchanged.
+
+    Returns:
+      `(state, metrics)`: metrics averaged over the updates; zeros when not `ready` (the
+      runner refuses NaN losses), so averages over iterations must weight by readiness.
+    """
+
+    def run(state):
+        state, metrics = jax.lax.scan(update, state, jax.random.split(key, num_updates))
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    def skip(state):
+        shapes = jax.eval_shape(run, state)[1]
+        return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    # Under a vmap over seeds `ready` is batched and this becomes a select: both branches
+    # run, but only during the warm-up is the update's work wasted.
+    return jax.lax.cond(ready, run, skip, state)
+
+
+def iteration(state: State, key: PRNGKey, config: Any, setup: Setup,
+              step: Callable[[State, PRNGKey], tuple[State, Any]],
+              update: Callable[[State, PRNGKey], tuple[State, Metrics]]):
+    """`rollout_len // train_frequency` phases of `train_frequency` steps, then updates.
+
+    Each phase calls `step(state, key) -> (state, episodes [N])` `train_frequency` times
+    (e.g. `collect_step` with the agent's acting), then `gradient_steps` calls of `update`
+    once the warm-up is over: at least `learning_starts` env steps taken and the buffer
+    able to sample.
+
+    Returns:
+      `(state, metrics)`: the update metrics averaged over the phases that learned (0 if
+      none did), `replay/learning` (fraction of phases that learned) and the `episode/*`
+      statistics of the `[rollout_len, N]` steps.
+    """
+    num_phases = config.rollout_len // config.train_frequency
+
+    def phase(state, phase_key):
+        collect_key, learn_key = jax.random.split(phase_key)
+        state, episodes = jax.lax.scan(step, state,
+                                       jax.random.split(collect_key, config.train_frequency))
+        ready = jnp.logical_and(state.env_steps >= config.learning_starts,
+                                setup.buffer.can_sample(state.buffer))
+        state, metrics = learn(state, learn_key, ready, update, config.gradient_steps)
+        return state, (metrics, ready.astype(jnp.float32), episodes)
+
+    state, (metrics, ready, episodes) = jax.lax.scan(phase, state,
+                                                     jax.random.split(key, num_phases))
+    count = ready.sum()
+    metrics = jax.tree.map(lambda m: (m * ready).sum() / jnp.maximum(count, 1.0), metrics)
+    # [phases, F, N] -> [T, N], the layout `episode_metrics` reads.
+    episodes = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), episodes)
+    return state, {**metrics, "replay/learning": count / num_phases,
+                   **rollout.episode_metrics(episodes)}
+
+
+def update_target(params: Params, target_params: Params, step: jax.Array, period: int,
+                  tau: jax.Array) -> Params:
+    """Every `period` updates, move the target toward `params`: `tau p + (1 - tau) p_target`.
+
+    With `tau = 1` a hard copy every `period` updates (Mnih et al. 2015, "the target
+    network is reset every C updates"); with `period = 1` and small `tau`, Polyak
+    averaging after every update (Lillicrap et al. 2016). `step` counts updates applied,
+    so the first change comes after update `period`.
+    """
+    moved = optax.incremental_update(params, target_params, tau)
+    return optax.periodic_update(moved, target_params, step, period)
+
+
+def linear_schedule(start: jax.Array, end: jax.Array, progress: jax.Array) -> jax.Array:
+    """`start + (end - start) * clip(progress, 0, 1)`: a linear decay, traced.
+
+    optax's `linear_schedule` needs a concrete number of steps; here `progress` (e.g.
+    `env_steps / (fraction * total_timesteps)`) may come from traced hyperparameters.
+    """
+    return start + (end - start) * jnp.clip(progress, 0.0, 1.0)
