@@ -39,6 +39,8 @@ class Config(actor_critic.RolloutSizes):
       anneal_lr: decay the learning rate linearly to 0 over the run.
       normalize_advantages: standardise advantages within each batch.
       normalize_obs: normalise observations by running statistics (per env copy).
+      skip_nonfinite: skip updates whose gradient is NaN or infinite, counting them;
+        fatal after this many in a row (0: off, every non-finite value stops the run).
     """
 
     env: str = "CartPole-v1"
@@ -52,6 +54,7 @@ class Config(actor_critic.RolloutSizes):
     anneal_lr: bool = True
     normalize_advantages: bool = False
     normalize_obs: bool = False
+    skip_nonfinite: int = 0
 
     def __post_init__(self):
         actor_critic.check_config(self)
@@ -92,7 +95,8 @@ def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
     """
     return actor_critic.make_optimizer(
         config.optimizer, hparams.learning_rate, hparams.max_grad_norm,
-        config.num_iterations if config.anneal_lr else None)
+        config.num_iterations if config.anneal_lr else None,
+        skip_nonfinite=config.skip_nonfinite)
 
 
 def init(key: PRNGKey, config: Config, hparams: HParams) -> State:

@@ -97,6 +97,8 @@ class Config(actor_critic.RolloutSizes):
       num_atoms: atoms of the C51 support.
       v_min: lowest atom of the C51 support.
       v_max: highest atom of the C51 support.
+      skip_nonfinite: skip updates whose gradient is NaN or infinite, counting them;
+        fatal after this many in a row (0: off, every non-finite value stops the run).
     """
 
     env: str = "CartPole-v1"
@@ -126,6 +128,7 @@ class Config(actor_critic.RolloutSizes):
     num_atoms: int = 51
     v_min: float = -100.0
     v_max: float = 100.0
+    skip_nonfinite: int = 0
 
     def __post_init__(self):
         off_policy.check_config(self, ("n_step", "num_atoms"), sequence_length=self.n_step)
@@ -222,7 +225,8 @@ def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
     """Adam (eps 1e-5) after global-norm clipping, learning rate traced from `hparams`
     (annealed linearly to 0 over `num_updates` when `anneal_lr`)."""
     return actor_critic.make_optimizer("adam", hparams.learning_rate, hparams.max_grad_norm,
-                                       config.num_updates if config.anneal_lr else None)
+                                       config.num_updates if config.anneal_lr else None,
+                                       skip_nonfinite=config.skip_nonfinite)
 
 
 def q_values(params: Params, obs: jax.Array, noise: Any, config: Config) -> jax.Array:
@@ -397,8 +401,13 @@ def update(state: State, sample: Sample, key: PRNGKey, hparams: HParams, config:
     target = off_policy.update_target(state.params, state.target_params, state.step,
                                       config.target_update_period, hparams.tau)
     buffer = s.buffer.update_priorities(state.buffer, sample.indices, priority)
+    # A non-finite priority would corrupt the sum tree for good: keep the old one (the
+    # runner's guard, or the skip count, reports the bad update itself).
+    finite = jnp.isfinite(priority).all()
+    buffer = jax.tree.map(lambda new, old: jnp.where(finite, new, old), buffer, state.buffer)
     state = state.replace(target_params=target, buffer=buffer)
-    return state, {**metrics, "opt/grad_norm": optax.tree.norm(grads)}
+    return state, {**metrics, "opt/grad_norm": optax.tree.norm(grads),
+                   "opt/nonfinite_skipped": actor_critic.skipped_updates(state.opt_state)}
 
 
 def beta(env_steps: jax.Array, hparams: HParams, config: Config) -> jax.Array:

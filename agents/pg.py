@@ -52,6 +52,8 @@ class Config(actor_critic.RolloutSizes):
       optimizer: `adam` or `rmsprop`.
       normalize_advantages: standardise `G_t - b_t` over the batch's valid steps.
       normalize_obs: normalise observations by running statistics (per env copy).
+      skip_nonfinite: skip updates whose gradient is NaN or infinite, counting them;
+        fatal after this many in a row (0: off, every non-finite value stops the run).
     """
 
     env: str = "CartPole-v1"
@@ -65,6 +67,7 @@ class Config(actor_critic.RolloutSizes):
     optimizer: str = "adam"
     normalize_advantages: bool = False
     normalize_obs: bool = False
+    skip_nonfinite: int = 0
 
     # REINFORCE's critic is only a baseline; the shared-trunk switch belongs to A2C/PPO.
     shared_trunk = False
@@ -128,7 +131,8 @@ class Batch:
 def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
     """Global-norm clipping, then Adam or RMSprop with a traced learning rate."""
     return actor_critic.make_optimizer(config.optimizer, hparams.learning_rate,
-                                       hparams.max_grad_norm, None)
+                                       hparams.max_grad_norm, None,
+                                       skip_nonfinite=config.skip_nonfinite)
 
 
 def init(key: PRNGKey, config: Config, hparams: HParams) -> PGState:

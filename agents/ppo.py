@@ -53,6 +53,8 @@ class Config(actor_critic.RolloutSizes):
       clip_value_loss: use the clipped value loss (else plain squared error).
       normalize_advantages: standardise advantages within each minibatch.
       normalize_obs: normalise observations by running statistics (per env copy).
+      skip_nonfinite: skip updates whose gradient is NaN or infinite, counting them;
+        fatal after this many in a row (0: off, every non-finite value stops the run).
     """
 
     env: str = "CartPole-v1"
@@ -68,6 +70,7 @@ class Config(actor_critic.RolloutSizes):
     clip_value_loss: bool = True
     normalize_advantages: bool = True
     normalize_obs: bool = False
+    skip_nonfinite: int = 0
 
     def __post_init__(self):
         actor_critic.check_config(self, ("num_epochs", "num_minibatches"))
@@ -169,7 +172,8 @@ class KLState(State):
 def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
     """Adam (eps 1e-5) after global-norm clipping, learning rate traced from `hparams`."""
     return actor_critic.make_optimizer("adam", hparams.learning_rate, hparams.max_grad_norm,
-                                       config.num_updates if config.anneal_lr else None)
+                                       config.num_updates if config.anneal_lr else None,
+                                       skip_nonfinite=config.skip_nonfinite)
 
 
 def init(key: PRNGKey, config: Config, hparams: HParams) -> State:

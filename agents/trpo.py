@@ -45,6 +45,8 @@ class Config(actor_critic.RolloutSizes):
       value_minibatches: minibatches per critic epoch; must divide `num_envs * rollout_len`.
       normalize_advantages: standardise advantages over the batch.
       normalize_obs: normalise observations by running statistics (per env copy).
+      skip_nonfinite: skip updates whose gradient is NaN or infinite, counting them;
+        fatal after this many in a row (0: off, every non-finite value stops the run).
     """
 
     env: str = "CartPole-v1"
@@ -59,6 +61,7 @@ class Config(actor_critic.RolloutSizes):
     value_minibatches: int = 8
     normalize_advantages: bool = True
     normalize_obs: bool = False
+    skip_nonfinite: int = 0
 
     # The natural-gradient step is for the actor alone: the torsos are always separate.
     shared_trunk = False
@@ -110,10 +113,11 @@ def _labels(params: Params) -> Params:
 def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
     """Adam (eps 1e-5) after global-norm clipping for the critic; the actor's optimizer
     updates are zero (it moves only by the trust-region step)."""
-    del config
     critic = optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm),
                          optax.adam(hparams.value_learning_rate, eps=1e-5))
-    return optax.multi_transform({"actor": optax.set_to_zero(), "critic": critic}, _labels)
+    return actor_critic.skipping_nonfinite(
+        optax.multi_transform({"actor": optax.set_to_zero(), "critic": critic}, _labels),
+        config.skip_nonfinite)
 
 
 def init(key: PRNGKey, config: Config, hparams: HParams) -> State:

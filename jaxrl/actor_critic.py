@@ -56,6 +56,9 @@ def check_config(config: Any, counts: tuple[str, ...] = ()) -> None:
     cfg.check_sizes("hidden_sizes", config.hidden_sizes)
     cfg.check_choice("activation", config.activation, networks.ACTIVATIONS)
     cfg.check_bool(config, tuple(n for n in _SWITCHES if hasattr(config, n)))
+    skip = getattr(config, "skip_nonfinite", 0)
+    if type(skip) is not int or skip < 0:
+        raise ConfigError(f"skip_nonfinite must be a non-negative int (0: off), got {skip!r}")
     if config.total_timesteps < config.batch_size:
         raise ConfigError(
             f"total_timesteps ({config.total_timesteps}) must be at least num_envs * "
@@ -63,7 +66,8 @@ def check_config(config: Any, counts: tuple[str, ...] = ()) -> None:
 
 
 def make_optimizer(name: str, learning_rate: jax.Array, max_grad_norm: jax.Array,
-                   anneal_steps: int | None) -> optax.GradientTransformation:
+                   anneal_steps: int | None, *,
+                   skip_nonfinite: int = 0) -> optax.GradientTransformation:
     """Global-norm clipping, then Adam or RMSprop (eps 1e-5, RMSprop decay 0.99).
 
     Args:
@@ -71,7 +75,33 @@ def make_optimizer(name: str, learning_rate: jax.Array, max_grad_norm: jax.Array
       learning_rate: traced scalar, so a sweep over it compiles once.
       max_grad_norm: traced clipping threshold.
       anneal_steps: if given, the rate decays linearly to 0 over this many updates.
+      skip_nonfinite: if positive, see `skipping_nonfinite`.
     """
+    return skipping_nonfinite(_make_optimizer(name, learning_rate, max_grad_norm, anneal_steps),
+                              skip_nonfinite)
+
+
+def skipping_nonfinite(tx: optax.GradientTransformation,
+                       max_in_a_row: int) -> optax.GradientTransformation:
+    """`tx` that skips updates with a NaN or infinite gradient (opt-in; 0 returns `tx`).
+
+    optax's `apply_if_finite`: a skipped update leaves parameters and optimizer state as
+    they were and is counted (`opt/nonfinite_skipped` in the metrics). After `max_in_a_row`
+    consecutive skips the next non-finite update goes through, so the runner's non-finite
+    guard stops the run with the seed and iteration: skipping never hides a divergence.
+    """
+    if max_in_a_row <= 0:
+        return tx
+    return optax.apply_if_finite(tx, max_consecutive_errors=max_in_a_row)
+
+
+def skipped_updates(opt_state: optax.OptState) -> jax.Array:
+    """Updates skipped so far by `skipping_nonfinite` (int32 scalar; 0 when not used)."""
+    return jnp.asarray(optax.tree.get(opt_state, "total_notfinite", default=0), jnp.int32)
+
+
+def _make_optimizer(name: str, learning_rate: jax.Array, max_grad_norm: jax.Array,
+                    anneal_steps: int | None) -> optax.GradientTransformation:
     lr = learning_rate
     if anneal_steps is not None:
         lr = optax.linear_schedule(learning_rate, 0.0, anneal_steps)
@@ -275,7 +305,8 @@ def gradient_step(loss_fn, state: State, batch: Batch, hparams: Any, config: Any
     """
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, batch, hparams, config)
     state = apply_gradients(state, grads, tx)
-    return state, {**metrics, "opt/grad_norm": optax.tree.norm(grads)}
+    return state, {**metrics, "opt/grad_norm": optax.tree.norm(grads),
+                   "opt/nonfinite_skipped": skipped_updates(state.opt_state)}
 
 
 def apply_gradients(state: State, grads: Params, tx: optax.GradientTransformation) -> State:

@@ -47,6 +47,9 @@ def check_config(config: Any, counts: tuple[str, ...] = (), *, sequence_length: 
         raise ConfigError(f"env must be a string environment id, got {config.env!r}")
     envs.check_env_id(config.env)
     cfg.check_positive_int(config, _COUNTS + counts)
+    skip = getattr(config, "skip_nonfinite", 0)
+    if type(skip) is not int or skip < 0:
+        raise ConfigError(f"skip_nonfinite must be a non-negative int (0: off), got {skip!r}")
     if type(config.learning_starts) is not int or config.learning_starts < 0:
         raise ConfigError(f"learning_starts must be a non-negative integer, got "
                           f"{config.learning_starts!r}")

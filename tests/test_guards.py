@@ -3,13 +3,15 @@
 import os
 import warnings
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import struct
 
-from jaxrl import cli, logger, runner
+from jaxrl import cli, logger, runner, testing
+from jaxrl.config import ConfigError
 
 
 @struct.dataclass
@@ -256,3 +258,48 @@ def test_an_env_returning_nan_at_step_k_is_reported_with_env_index_and_step(what
         f"seed {seed_index}, env {env_index}, step {step}, last action "), message
     assert message.rsplit(" ", 1)[1] in ("0", "1") and "\n" not in message
     assert rec.aborted
+
+
+class TestSkipNonFinite:
+    """The opt-in mode: non-finite updates are skipped and counted, fatal after K in a row."""
+
+    @staticmethod
+    def _setup(skip):
+        from jaxrl import actor_critic
+        from jaxrl.agents import ppo
+        config = ppo.Config(num_envs=4, rollout_len=8, total_timesteps=64, num_minibatches=1,
+                            skip_nonfinite=skip)
+        hparams = ppo.HParams.create()
+        state = ppo.init(jax.random.key(0), config, hparams)
+        state, traj, _ = actor_critic.collect(state, jax.random.key(1), config)
+        batch = ppo.make_batch(state.params, traj, hparams, config)
+        bad = batch.replace(advantage=batch.advantage.at[0].set(jnp.nan))
+        update = jax.jit(ppo.update, static_argnames="config")
+        return config, hparams, state, batch, bad, update
+
+    def test_skipped_update_keeps_parameters_and_is_counted(self):
+        config, hparams, state, batch, bad, update = self._setup(skip=2)
+        skipped, m = update(state, bad, hparams, config)
+        chex.assert_trees_all_equal(skipped.params, state.params)
+        assert int(m["opt/nonfinite_skipped"]) == 1
+        good, m = update(skipped, batch, hparams, config)
+        assert not np.allclose(jax.tree.leaves(good.params)[0], jax.tree.leaves(state.params)[0])
+        assert int(m["opt/nonfinite_skipped"]) == 1
+        testing.assert_tree_finite(good.params)
+
+    def test_fatal_after_k_in_a_row(self):
+        config, hparams, state, batch, bad, update = self._setup(skip=2)
+        for _ in range(2):
+            state, _ = update(state, bad, hparams, config)
+        testing.assert_tree_finite(state.params)  # two skipped
+        state, _ = update(state, bad, hparams, config)  # the third goes through
+        assert not np.isfinite(np.concatenate(
+            [np.ravel(x) for x in jax.tree.leaves(state.params)])).all()
+
+    def test_off_by_default_and_validated(self):
+        from jaxrl.agents import ppo
+        config, hparams, state, batch, bad, update = self._setup(skip=0)
+        state, m = update(state, bad, hparams, config)
+        assert int(m["opt/nonfinite_skipped"]) == 0
+        with pytest.raises(ConfigError, match="skip_nonfinite"):
+            ppo.Config(skip_nonfinite=-1)

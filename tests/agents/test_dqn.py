@@ -208,7 +208,7 @@ class TestUpdate:
             state, metrics = update(state, batch, key, HPARAMS, PLAIN)
         assert int(state.step) == 3
         testing.assert_tree_finite((state.params, state.target_params, metrics))
-        assert set(metrics) == {"loss/total", "q/taken", "opt/grad_norm"}
+        assert set(metrics) == {"loss/total", "q/taken", "opt/grad_norm", "opt/nonfinite_skipped"}
 
     def test_runner_chunk_compiles_once(self):
         init_fn, iteration_fn = dqn.make_parts(PLAIN)
