@@ -283,6 +283,18 @@ def print_summary(summary: dict) -> None:
         f"{summary['env_steps_per_s']:,.0f} env steps/s)")
 
 
+def seed_mean_rows(first_iteration: int, metrics: dict[str, np.ndarray],
+                   steps_per_iteration: int):
+    """Yield `(env_steps, {name: mean over seeds})` per iteration of a chunk's `[S, K]`
+    metrics, for the sinks that log one curve per metric; metrics NaN for every seed (no
+    episode ended) are left out of that iteration's row."""
+    count = next(iter(metrics.values())).shape[1] if metrics else 0
+    for k in range(count):
+        row = {name: float(np.nanmean(values[:, k])) for name, values in metrics.items()
+               if np.isfinite(values[:, k]).any()}
+        yield (first_iteration + k + 1) * steps_per_iteration, row
+
+
 class TensorBoardLogger:
     """Write the mean over seeds of every metric to TensorBoard (through tensorboardX).
 
@@ -309,13 +321,9 @@ class TensorBoardLogger:
         if self._writer is None:
             return
         try:
-            count = next(iter(metrics.values())).shape[1] if metrics else 0
-            for k in range(count):
-                step = (first_iteration + k + 1) * self.steps_per_iteration
-                for name, values in metrics.items():
-                    column = values[:, k]
-                    if np.isfinite(column).any():
-                        self._writer.add_scalar(name, float(np.nanmean(column)), step)
+            for step, row in seed_mean_rows(first_iteration, metrics, self.steps_per_iteration):
+                for name, value in row.items():
+                    self._writer.add_scalar(name, value, step)
             self._writer.flush()
         except Exception as e:  # noqa: BLE001
             self._disable(e)
@@ -362,11 +370,8 @@ class WandbLogger:
         if self._run is None:
             return
         try:
-            count = next(iter(metrics.values())).shape[1] if metrics else 0
-            for k in range(count):
-                row = {name: float(np.nanmean(values[:, k])) for name, values in metrics.items()
-                       if np.isfinite(values[:, k]).any()}
-                self._run.log(row, step=(first_iteration + k + 1) * self.steps_per_iteration)
+            for step, row in seed_mean_rows(first_iteration, metrics, self.steps_per_iteration):
+                self._run.log(row, step=step)
         except Exception as e:  # noqa: BLE001
             self._disable(e)
 
