@@ -128,17 +128,18 @@ def sum_tree_leaves(tree: jax.Array) -> jax.Array:
     return tree[tree.shape[0] // 2:]
 
 
-def _last_write_values(indices: jax.Array, values: jax.Array) -> jax.Array:
+def _last_write_values(indices: jax.Array, values: jax.Array, num_slots: int) -> jax.Array:
     """For each position, the value of the last position with the same index.
 
     Scattering these values is deterministic whatever order the scatter applies duplicates
-    in, since all writes to one slot carry the same value. O(K^2) for K indices.
+    in, since all writes to one slot carry the same value. A scatter-max of positions into
+    `num_slots` slots (indices in `[0, num_slots)`), O(K + num_slots): the all-pairs `[K, K]`
+    comparison it replaces let XLA:CPU fuse the sum-tree descent that computed `indices`
+    into the comparison and redo it K times per index (4-5% of a Rainbow update).
     """
-    k = indices.shape[0]
-    pos = jnp.arange(k)
-    same = indices[:, None] == indices[None, :]
-    last = jnp.max(jnp.where(same, pos[None, :], -1), axis=1)
-    return values[last]
+    pos = jnp.arange(indices.shape[0], dtype=jnp.int32)
+    last = jnp.full((num_slots,), -1, jnp.int32).at[indices].max(pos)
+    return values[last[indices]]
 
 
 def _write_leaves(tree: jax.Array, indices: jax.Array, values: jax.Array) -> jax.Array:
@@ -170,7 +171,8 @@ def sum_tree_set(tree: jax.Array, indices: jax.Array, values: jax.Array) -> jax.
     """
     chex.assert_rank([tree, indices, values], 1)
     chex.assert_equal_shape([indices, values])
-    return _write_leaves(tree, indices, _last_write_values(indices, values))
+    return _write_leaves(tree, indices,
+                         _last_write_values(indices, values, tree.shape[0] // 2))
 
 
 def sum_tree_find(tree: jax.Array, targets: jax.Array) -> jax.Array:
@@ -440,7 +442,7 @@ def make_prioritized(*, capacity: int, num_envs: int, batch_size: int, sequence_
         chex.assert_rank([indices, td], 1)
         chex.assert_equal_shape([indices, td])
         priority = jnp.power(jnp.abs(td).astype(jnp.float32), alpha) + jnp.float32(eps)
-        priority = _last_write_values(indices, priority)
+        priority = _last_write_values(indices, priority, state.sum_tree.shape[0] // 2)
         current = sum_tree_leaves(state.sum_tree)[indices]
         # Never revive a window overwritten since it was sampled.
         priority = jnp.where(current > 0, priority, 0.0)

@@ -332,6 +332,17 @@ class NoisyTest(parameterized.TestCase):
         bias = p["bias"] + p["sigma_bias"] * f(np.asarray(e_out))
         np.testing.assert_allclose(y, np.asarray(x) @ w + bias, rtol=1e-5, atol=1e-5)
 
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_one_row_and_a_batch_agree(self):
+        # One row takes the factorised path, several rows the formed weight matrix.
+        layer, x, p = self.layer()
+        noise = (jax.random.normal(jax.random.key(2), (5,)),
+                 jax.random.normal(jax.random.key(3), (3,)))
+        apply = self.variant(lambda params, x, noise: layer.apply({"params": params}, x, noise))
+        batch = apply(p, x, noise)
+        rows = np.stack([np.asarray(apply(p, x[i], noise)) for i in range(x.shape[0])])
+        np.testing.assert_allclose(batch, rows, rtol=1e-5, atol=1e-5)
+
     def test_init_follows_the_paper(self):
         _, _, p = self.layer()
         bound = 1 / np.sqrt(5)
