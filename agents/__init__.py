@@ -30,19 +30,28 @@ class Preset:
         return getattr(self.module, name)
 
 
-from jaxrl.agents import a2c, dqn, pg, ppo, trpo  # noqa: E402 - Preset must exist first
+def _first_line(cls: type) -> str:
+    return cls.__doc__.split("\n")[0]
+
+
+from jaxrl.agents import a2c, cq, ddpg, dqn, pg, ppo, trpo  # noqa: E402 - Preset must exist first
 
 REGISTRY = {
     "reinforce": pg,
     "ppo": ppo,
     "ppo-kl": Preset(ppo, config=ppo.KLConfig, hparams=ppo.KLHParams,
-                     doc=ppo.KLConfig.__doc__.split("\n")[0]),
+                     doc=_first_line(ppo.KLConfig)),
     "a2c": a2c,
     "trpo": trpo,
     "dqn": dqn,
-    "c51": Preset(dqn, config=dqn.C51Config, doc=dqn.C51Config.__doc__.split("\n")[0]),
-    "rainbow": Preset(dqn, config=dqn.RainbowConfig,
-                      doc=dqn.RainbowConfig.__doc__.split("\n")[0]),
+    "c51": Preset(dqn, config=dqn.C51Config, doc=_first_line(dqn.C51Config)),
+    "rainbow": Preset(dqn, config=dqn.RainbowConfig, doc=_first_line(dqn.RainbowConfig)),
+    "cq-sample": Preset(cq, config=cq.Config, doc=_first_line(cq.Config)),
+    "cq-grad": Preset(cq, config=cq.GradConfig, doc=_first_line(cq.GradConfig)),
+    "naf": Preset(cq, config=cq.NAFConfig, doc=_first_line(cq.NAFConfig)),
+    "ddpg": Preset(ddpg, config=ddpg.Config, doc=_first_line(ddpg.Config)),
+    "td3": Preset(ddpg, config=ddpg.TD3Config, doc=_first_line(ddpg.TD3Config)),
+    "sac": Preset(ddpg, config=ddpg.SACConfig, doc=_first_line(ddpg.SACConfig)),
 }
 
-__all__ = ["REGISTRY", "Preset", "a2c", "dqn", "pg", "ppo", "trpo"]
+__all__ = ["REGISTRY", "Preset", "a2c", "cq", "ddpg", "dqn", "pg", "ppo", "trpo"]

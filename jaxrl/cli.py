@@ -268,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"jaxrl: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `jaxrl list | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # a diverged run: one line, no traceback, logs kept
         from jaxrl.runner import NonFiniteError
         if not isinstance(e, NonFiniteError):

@@ -156,9 +156,12 @@ class NoisyDense(nn.Module):
     init (section 3.2, p inputs). The noise is not drawn inside the module: the caller
     passes `noise = (e_in [p], e_out [F])` of standard normals (see `noisy_layer_noise`),
     so it can hold one draw per environment for a whole episode. With zero noise the
-    layer is the plain linear layer `x @ kernel + bias`. The weight matrix is never
-    formed: `((x * f(e_in)) @ sigma_w) * f(e_out)` is the noisy part, so a batch of
-    inputs sharing one noise costs two matmuls.
+    layer is the plain linear layer `x @ kernel + bias`. One input row (acting: one
+    observation per env copy, each with its own noise) never forms the weight matrix:
+    `((x * f(e_in)) @ sigma_w) * f(e_out)` is the noisy part, a second matmul of one row.
+    Several rows sharing one noise (a replayed batch) form `mu_w + sigma_w * f(e_in)
+    f(e_out)^T` once (`p * F` products) and take one matmul: half the matmul flops of
+    the factorised form (a 128-row forward and its gradient ran ~1.4x faster on CPU).
     """
 
     features: int
@@ -177,6 +180,9 @@ class NoisyDense(nn.Module):
         sigma_bias = self.param("sigma_bias", sigma, (self.features,))
         eps_in, eps_out = noise
         f_in, f_out = scale_noise(eps_in), scale_noise(eps_out)
+        if int(np.prod(x.shape[:-1])) > 1:  # static: rows sharing this noise
+            weights = kernel + sigma_kernel * (f_in[:, None] * f_out[None, :])
+            return x @ weights + _trailing(bias + sigma_bias * f_out, x.ndim)
         mean = x @ kernel + _trailing(bias, x.ndim)
         noisy = ((x * _trailing(f_in, x.ndim)) @ sigma_kernel + _trailing(sigma_bias, x.ndim)) \
             * _trailing(f_out, x.ndim)
@@ -327,3 +333,178 @@ def make_q_network(spec: EnvSpec, hidden_sizes: Sequence[int] = (64, 64),
     return QNetworkFns(init=init, apply=apply,
                        sample_noise=lambda key: noisy_layer_noise(key, sizes),
                        zero_noise=zero)
+
+
+# --- Continuous actions: critics Q(s, a), deterministic and squashed-Gaussian actors, NAF.
+# Actions leave every actor inside the env's box `[low, high]`: a tanh output mapped by
+# `scale_to_bounds`, so no action is ever clipped after the fact.
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # squashed-Gaussian log-std range (SAC practice)
+
+
+def _flat_obs(obs: jax.Array, obs_ndim: int) -> jax.Array:
+    return obs.reshape(obs.shape[: obs.ndim - obs_ndim] + (-1,)).astype(jnp.float32)
+
+
+def scale_to_bounds(t: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
+    """Map `t [..., A]` in `[-1, 1]^A` affinely onto the box `[low, high]` (each `[A]`)."""
+    low, high = _trailing(jnp.asarray(low), t.ndim), _trailing(jnp.asarray(high), t.ndim)
+    return low + 0.5 * (t + 1.0) * (high - low)
+
+
+class Critic(nn.Module):
+    """`Q(s, a)`: an MLP on the concatenated observation and action, `-> [...]`.
+
+    The observation is broadcast to the action's batch axes, so one observation `[*obs]`
+    with many candidate actions `[N, A]` gives `[N]` values (sampling-based argmax).
+    """
+
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = _flat_obs(obs, self.obs_ndim)
+        batch = jnp.broadcast_shapes(x.shape[:-1], action.shape[:-1])
+        x = jnp.concatenate([jnp.broadcast_to(x, batch + x.shape[-1:]),
+                             jnp.broadcast_to(action, batch + action.shape[-1:])], axis=-1)
+        return ValueHead()(MLP(self.hidden_sizes, self.activation)(x))
+
+
+class Critics(nn.Module):
+    """`num` independent critics with stacked parameters: `-> [num, ...]` (twin Q for TD3/SAC).
+
+    One `nn.vmap` over the parameter axis, so the twins cost one batched matmul per layer
+    rather than two separate networks.
+    """
+
+    num: int = 1
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        stacked = nn.vmap(Critic, variable_axes={"params": 0}, split_rngs={"params": True},
+                          in_axes=None, out_axes=0, axis_size=self.num)
+        return stacked(self.hidden_sizes, self.activation, self.obs_ndim,
+                       name="critic")(obs, action)
+
+
+class _BoxNetwork(nn.Module):
+    """Fields and torso of a network whose output includes actions in the box."""
+
+    action_dim: int
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    obs_ndim: int = 1
+
+    def torso(self, obs: jax.Array) -> jax.Array:
+        return MLP(self.hidden_sizes, self.activation)(_flat_obs(obs, self.obs_ndim))
+
+    def to_box(self, h: jax.Array) -> jax.Array:
+        """A linear layer, a tanh, and the affine map onto the box: `[..., A]`."""
+        t = jnp.tanh(_dense(self.action_dim, 0.01)(h))
+        return scale_to_bounds(t, jnp.asarray(self.low), jnp.asarray(self.high))
+
+
+class DeterministicActor(_BoxNetwork):
+    """`mu(s)`: an MLP, a tanh and the affine map onto the action box, `-> [..., A]`."""
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return self.to_box(self.torso(obs))
+
+
+class SquashedGaussianActor(nn.Module):
+    """Pre-squash Gaussian parameters `(mean, log_std)`, each `[..., A]`.
+
+    The log standard deviation depends on the state and is mapped smoothly into
+    `[LOG_STD_MIN, LOG_STD_MAX]` by a tanh; `squashed_sample` (jaxrl.continuous) turns the
+    pair into an action in the box and its log-probability.
+    """
+
+    action_dim: int
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, obs: jax.Array):
+        h = MLP(self.hidden_sizes, self.activation)(_flat_obs(obs, self.obs_ndim))
+        mean = _dense(self.action_dim, 0.01)(h)
+        raw = _dense(self.action_dim, 0.01)(h)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw) + 1.0)
+        return mean, log_std
+
+
+class NAF(_BoxNetwork):
+    """Normalized advantage function head: `(V(s) [...], mu(s) [..., A], L(s) [..., A, A])`.
+
+    Gu et al. 2016, "Continuous Deep Q-Learning with Model-based Acceleration", eq. 2-4:
+    `Q(s, a) = V(s) - 1/2 (a - mu)^T P (a - mu)` with `P = L L^T`, `L` lower-triangular
+    with an exponentiated (so positive) diagonal, hence `P` positive-definite and
+    `argmax_a Q = mu(s)`; `mu` is squashed into the action box, so the closed-form argmax
+    is also the argmax over the box. `naf_q` (jaxrl.continuous) evaluates the formula.
+    """
+
+    @nn.compact
+    def __call__(self, obs: jax.Array):
+        a = self.action_dim
+        h = self.torso(obs)
+        value = ValueHead()(h)
+        mu = self.to_box(h)
+        entries = _dense(a * (a + 1) // 2, 0.01)(h)
+        rows, cols = np.tril_indices(a)
+        lower = jnp.zeros(h.shape[:-1] + (a, a), h.dtype).at[..., rows, cols].set(entries)
+        # exp keeps the diagonal positive; clipping keeps P finite early in training.
+        diag = jnp.exp(jnp.clip(jnp.diagonal(lower, axis1=-2, axis2=-1), -10.0, 5.0))
+        eye = jnp.eye(a, dtype=bool).reshape((1,) * (lower.ndim - 2) + (a, a))
+        chol = jnp.where(eye, jnp.broadcast_to(diag[..., None, :], lower.shape), lower)
+        return value, mu, chol
+
+
+def _continuous_module(spec: EnvSpec, kind: str, hidden_sizes, activation: str,
+                       num_critics: int):
+    if spec.discrete:
+        raise ValueError("continuous-action networks need a Box action space")
+    check_choice("activation", activation, ACTIVATIONS)
+    common = dict(hidden_sizes=tuple(hidden_sizes), activation=activation,
+                  obs_ndim=len(spec.obs_shape))
+    bounds = dict(low=spec.action_low, high=spec.action_high)
+    if kind == "critic":
+        return Critics(num=num_critics, **common)
+    if kind == "deterministic":
+        return DeterministicActor(action_dim=spec.action_dim, **bounds, **common)
+    if kind == "gaussian":
+        return SquashedGaussianActor(action_dim=spec.action_dim, **common)
+    if kind == "naf":
+        return NAF(action_dim=spec.action_dim, **bounds, **common)
+    raise ValueError(f"unknown continuous network kind {kind!r}")
+
+
+CONTINUOUS_NETWORKS = ("critic", "deterministic", "gaussian", "naf")
+
+
+def make_continuous_network(spec: EnvSpec, kind: str, hidden_sizes: Sequence[int] = (256, 256),
+                            activation: str = "relu", *, num_critics: int = 1) -> Network:
+    """A network for a continuous-action (Box) `spec`; observations of any rank are flattened.
+
+    Args:
+      kind: `critic` (`apply(params, obs, action) -> [num_critics, ...]`), `deterministic`
+        (`apply(params, obs) -> action [..., A]` inside the box), `gaussian`
+        (`apply(params, obs) -> (mean, log_std)`, each `[..., A]`, before the tanh squash)
+        or `naf` (`apply(params, obs) -> (value [...], mu [..., A], L [..., A, A])`).
+      num_critics: independent critics stacked on a leading axis (`critic` only).
+
+    Returns:
+      `Network(init, apply)`, `init(key) -> params`.
+    """
+    module = _continuous_module(spec, kind, hidden_sizes, activation, num_critics)
+    obs = np.zeros(spec.obs_shape, np.float32)  # NumPy: safe to build under a trace
+    action = np.zeros((spec.action_dim,), np.float32)
+    args = (obs, action) if kind == "critic" else (obs,)
+    return Network(init=lambda key: module.init(key, *args), apply=module.apply)

@@ -14,6 +14,7 @@ iteration is `rollout_len // train_frequency` phases of `train_frequency` env st
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -22,9 +23,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl import buffers, envs, rollout
+from jaxrl import buffers, envs, returns, rollout
 from jaxrl import config as cfg
 from jaxrl import networks
+from jaxrl.actor_critic import RolloutSizes
 from jaxrl.config import ConfigError
 from jaxrl.types import Metrics, Params, PRNGKey, Transition
 
@@ -75,6 +77,57 @@ def check_config(config: Any, counts: tuple[str, ...] = (), *, sequence_length: 
                           f"{config.buffer_size} holds")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(RolloutSizes):
+    """Fields every replay-based agent shares; each agent's `Config` subclasses it.
+
+    Attributes:
+      env: registered environment id (`jaxrl list`).
+      num_envs: parallel environment copies per seed (`N`).
+      rollout_len: env steps per env copy per iteration (one logged row).
+      total_timesteps: env steps per seed over the whole run (all env copies).
+      buffer_size: replay capacity in transitions; a multiple of num_envs.
+      minibatch_size: transitions (n-step windows) sampled per gradient step.
+      learning_starts: env steps taken before the first gradient step (warm-up).
+      train_frequency: env steps per env copy between learning phases; divides
+        rollout_len.
+      gradient_steps: gradient steps per learning phase.
+      target_update_period: gradient steps between target-network updates (with tau 1 a
+        hard copy every C updates, with period 1 and a small tau Polyak averaging).
+      hidden_sizes: widths of the hidden layers of every network.
+      activation: hidden activation (`tanh`, `relu`, `gelu`, `elu`, `silu`).
+      n_step: transitions summed before bootstrapping (1: one-step targets).
+      skip_nonfinite: skip updates whose gradient is NaN or infinite, counting them;
+        fatal after this many in a row (0: off, every non-finite value stops the run).
+    """
+
+    env: str
+    num_envs: int = 1
+    rollout_len: int = 1000
+    total_timesteps: int = 100_000
+    buffer_size: int = 100_000
+    minibatch_size: int = 256
+    learning_starts: int = 1000
+    train_frequency: int = 1
+    gradient_steps: int = 1
+    target_update_period: int = 1
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "relu"
+    n_step: int = 1
+    skip_nonfinite: int = 0
+
+    def __post_init__(self):
+        check_config(self, ("n_step",), sequence_length=self.n_step)
+
+    @property
+    def num_updates(self) -> int:
+        """Gradient steps in the run: `gradient_steps` per learning phase after the warm-up."""
+        phase_steps = self.num_envs * self.train_frequency
+        phases = self.num_iterations * (self.rollout_len // self.train_frequency)
+        warm_up = -(-self.learning_starts // phase_steps)  # phases before learning starts
+        return max(1, (phases - warm_up + 1) * self.gradient_steps)
+
+
 def check_discrete(spec: Any, env_id: str, agent: str) -> None:
     """Raise `ConfigError` unless `spec` has discrete actions, suggesting continuous agents."""
     if not spec.discrete:
@@ -84,8 +137,9 @@ def check_discrete(spec: Any, env_id: str, agent: str) -> None:
             "(ddpg, td3 or sac) or an env with discrete actions")
 
 
-def make_env(env_id: str):
-    """The environment for off-policy training: actions clipped if continuous, episode stats.
+def make_env(env_id: str, *, normalize_obs: bool = False):
+    """The environment for off-policy training: actions clipped if continuous, optionally
+    running observation normalisation, episode statistics.
 
     Returns:
       `(env, env_params, spec)`.
@@ -95,6 +149,8 @@ def make_env(env_id: str):
     env = envs.wrappers.GuardFinite(env, env_params)  # reports NaN obs/rewards (runner)
     if not spec.discrete:
         env = envs.ClipAction(env, env_params)
+    if normalize_obs:
+        env = envs.NormalizeObservation(env)
     return envs.EpisodeStatistics(env), env_params, spec
 
 
@@ -276,3 +332,36 @@ def linear_schedule(start: jax.Array, end: jax.Array, progress: jax.Array) -> ja
     `env_steps / (fraction * total_timesteps)`) may come from traced hyperparameters.
     """
     return start + (end - start) * jnp.clip(progress, 0.0, 1.0)
+
+
+@struct.dataclass
+class NStep:
+    """Replayed windows reduced to n-step transitions; leaves `[B, ...]`.
+
+    Attributes:
+      obs: [B, *obs_shape] observation of each window's first transition.
+      action: [B, *action_shape] the action taken there.
+      reward: [B] discounted reward sum through the window's first episode end.
+      discount: [B] product of the discounts summed over (0 after a termination).
+      next_obs: [B, *obs_shape] the bootstrap observation: `next_obs` of the transition
+        where the sum stopped (pre-reset on a truncation).
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    discount: jax.Array
+    next_obs: jax.Array
+
+
+def n_step(items: Transition, gamma: jax.Array) -> NStep:
+    """Reduce sampled windows `[B, L]` to n-step transitions (`returns.n_step_return`).
+
+    The target of window b is `reward[b] + discount[b] * V(next_obs[b])`.
+    """
+    discount_t = gamma * (1.0 - items.terminated.astype(jnp.float32))
+    cut_t = jnp.logical_or(items.terminated, items.truncated)
+    g, discount, k = jax.vmap(returns.n_step_return)(items.reward, discount_t, cut_t)
+    next_obs = items.next_obs[jnp.arange(k.shape[0]), k]
+    return NStep(obs=items.obs[:, 0], action=items.action[:, 0], reward=g, discount=discount,
+                 next_obs=next_obs)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -102,12 +103,15 @@ def learning_check(agent: Any, config: Any, hparams: Any, *, num_seeds: int = 4,
     a learning test's log records them.
     """
     init_fn, iteration_fn = agent.make_parts(config)
+    start = time.perf_counter()
     result = runner.run(init_fn, iteration_fn, num_iterations=config.num_iterations,
                         steps_per_iteration=config.batch_size, hparams=hparams, seed=seed,
                         num_seeds=num_seeds, num_envs=config.num_envs)
     per_seed = logger.final_returns(result.metrics)
-    print(f"{agent.__name__.split('.')[-1]} on {config.env}: per-seed final return "
-          f"{np.round(per_seed, 1)}, mean {np.nanmean(per_seed):.1f}")
+    name = f"{agent.__name__.split('.')[-1]} ({type(config).__name__})"
+    print(f"{name} on {config.env}: per-seed final return "
+          f"{np.round(per_seed, 1)}, mean {np.nanmean(per_seed):.1f} "
+          f"({time.perf_counter() - start:.0f} s with compilation)")
     return per_seed
 
 
