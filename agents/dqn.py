@@ -34,7 +34,7 @@ import optax
 import rlax
 from flax import struct
 
-from jaxrl import actor_critic, envs, networks, off_policy, returns, runner
+from jaxrl import actor_critic, envs, networks, off_policy, runner
 from jaxrl import config as cfg
 from jaxrl.buffers import Sample
 from jaxrl.config import ConfigError, hparam
@@ -56,29 +56,17 @@ def _check_real(name: str, value: Any) -> float:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Config(actor_critic.RolloutSizes):
+class Config(off_policy.Config):
     """Static DQN configuration. Defaults: plain DQN with CleanRL's CartPole settings.
 
     CleanRL's `dqn_jax.py` settings (1 env, 10k replay, batch 128, a gradient step every
     10 env steps, target copy every 500 env steps = 50 updates, epsilon 1 -> 0.05 over half
     the run, 120-84 ReLU MLP, Adam 2.5e-4, squared error), plus a learning rate annealed
     to 0, which kept every seed of our CartPole check at the top at the end of the run.
+    The fields shared with every replay-based agent are `jaxrl.off_policy.Config`'s.
 
     Attributes:
       env: registered environment id with discrete actions (`jaxrl list`).
-      num_envs: parallel environment copies per seed (`N`).
-      rollout_len: env steps per env copy per iteration (one logged row).
-      total_timesteps: env steps per seed over the whole run (all env copies).
-      buffer_size: replay capacity in transitions; a multiple of num_envs.
-      minibatch_size: transitions (n-step windows) sampled per gradient step.
-      learning_starts: env steps taken before the first gradient step (warm-up).
-      train_frequency: env steps per env copy between learning phases; divides
-        rollout_len.
-      gradient_steps: gradient steps per learning phase.
-      target_update_period: gradient steps between target updates (C): a hard copy with
-        tau 1, Polyak averaging with period 1 and a small tau.
-      hidden_sizes: widths of the Q-network's hidden layers.
-      activation: hidden activation (`tanh`, `relu`, `gelu`, `elu`, `silu`).
       anneal_lr: decay the learning rate linearly to 0 over the run's gradient steps.
       loss: `huber` (delta 1) or `mse` (half squared TD error); C51 uses cross-entropy.
       exploration: `auto` (epsilon-greedy, or greedy when noisy), `epsilon`, `boltzmann`
@@ -88,7 +76,6 @@ class Config(actor_critic.RolloutSizes):
       dueling: dueling head: state value plus mean-subtracted advantages.
       prioritized: proportional prioritized replay with importance weights.
       priority_alpha: priority exponent of prioritized replay (0 is uniform).
-      n_step: transitions summed before bootstrapping (1: one-step Q-learning).
       noisy: factorised-Gaussian noisy layers (NoisyNet) for exploration.
       noise_resample: when an env copy's acting noise is redrawn: `episode` (when its
         episode ends) or `step`.
@@ -97,22 +84,17 @@ class Config(actor_critic.RolloutSizes):
       num_atoms: atoms of the C51 support.
       v_min: lowest atom of the C51 support.
       v_max: highest atom of the C51 support.
-      skip_nonfinite: skip updates whose gradient is NaN or infinite, counting them;
-        fatal after this many in a row (0: off, every non-finite value stops the run).
     """
 
     env: str = "CartPole-v1"
-    num_envs: int = 1
     rollout_len: int = 500
     total_timesteps: int = 500_000
     buffer_size: int = 10_000
     minibatch_size: int = 128
     learning_starts: int = 10_000
     train_frequency: int = 10
-    gradient_steps: int = 1
     target_update_period: int = 50
     hidden_sizes: tuple[int, ...] = (120, 84)
-    activation: str = "relu"
     anneal_lr: bool = True
     loss: str = "mse"
     exploration: str = "auto"
@@ -120,7 +102,6 @@ class Config(actor_critic.RolloutSizes):
     dueling: bool = False
     prioritized: bool = False
     priority_alpha: float = 0.6
-    n_step: int = 1
     noisy: bool = False
     noise_resample: str = "episode"
     noisy_sigma: float = 0.5
@@ -128,10 +109,10 @@ class Config(actor_critic.RolloutSizes):
     num_atoms: int = 51
     v_min: float = -100.0
     v_max: float = 100.0
-    skip_nonfinite: int = 0
 
     def __post_init__(self):
-        off_policy.check_config(self, ("n_step", "num_atoms"), sequence_length=self.n_step)
+        super().__post_init__()
+        cfg.check_positive_int(self, ("num_atoms",))
         cfg.check_bool(self, _BOOLS)
         cfg.check_choice("loss", self.loss, LOSSES)
         cfg.check_choice("exploration", self.exploration, EXPLORATIONS)
@@ -145,14 +126,6 @@ class Config(actor_critic.RolloutSizes):
         if not _check_real("noisy_sigma", self.noisy_sigma) > 0.0:
             raise ConfigError(f"noisy_sigma must be > 0, got {self.noisy_sigma}")
         off_policy.check_discrete(envs.env_spec(*envs.make(self.env)), self.env, "DQN")
-
-    @property
-    def num_updates(self) -> int:
-        """Gradient steps in the run: `gradient_steps` per learning phase after the warm-up."""
-        phase_steps = self.num_envs * self.train_frequency
-        phases = self.num_iterations * (self.rollout_len // self.train_frequency)
-        warm_up = -(-self.learning_starts // phase_steps)  # phases before learning starts
-        return max(1, (phases - warm_up + 1) * self.gradient_steps)
 
     @property
     def exploration_kind(self) -> str:
@@ -334,11 +307,8 @@ def make_batch(state: State, sample: Sample, key: PRNGKey, hparams: HParams,
     is shared by the batch for the online net and another for the target net.
     """
     s = setup(config)
-    items = sample.items
-    discount_t = hparams.gamma * (1.0 - items.terminated.astype(jnp.float32))
-    cut_t = jnp.logical_or(items.terminated, items.truncated)
-    g, discount, k = jax.vmap(returns.n_step_return)(items.reward, discount_t, cut_t)
-    next_obs = items.next_obs[jnp.arange(k.shape[0]), k]
+    steps = off_policy.n_step(sample.items, hparams.gamma)
+    next_obs = steps.next_obs
     online_key, target_key = jax.random.split(key)
     noise = s.network.sample_noise(online_key)
     next_q = s.network.apply(state.target_params, next_obs, s.network.sample_noise(target_key))
@@ -348,8 +318,8 @@ def make_batch(state: State, sample: Sample, key: PRNGKey, hparams: HParams,
         selector = mean_return(next_q, config)
     else:
         selector = next_q
-    return Batch(obs=items.obs[:, 0], action=items.action[:, 0], reward=g, discount=discount,
-                 next_q=next_q, next_q_selector=selector, weights=sample.weights, noise=noise)
+    return Batch(obs=steps.obs, action=steps.action, reward=steps.reward,
+                 discount=steps.discount, next_q=next_q, next_q_selector=selector, weights=sample.weights, noise=noise)
 
 
 def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
