@@ -44,93 +44,14 @@ What is configured, and how (field names read from rejax 0.1.3's `algos/dqn.py`,
     `--no-eval-variant` also measures the run with it replaced by a no-op.
   * The jitted function is `DQN.train(algo, rng)` with `algo` a pytree argument (its
     non-static scalars, e.g. learning_rate and gamma, are traced leaves).
+  * Timing (`_peer_common.measure`, run by `_peer_common.rejax_run_all`): ahead-of-time
+    compile, then `--repeats` compiled calls at 1 seed, `--repeats-multi` at
+    `--num-seeds` vmapped seeds.
 """
 
 import argparse
-import json
-import statistics
-import sys
-import time
 
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def measure(fn, args_, steps, label, repeats):
-    """Ahead-of-time compile `jit(fn)` for `args_`, then time `repeats` compiled calls."""
-    import jax
-
-    t0 = time.perf_counter()
-    lowered = jax.jit(fn).lower(*args_)
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    t2 = time.perf_counter()
-    times = []
-    out = None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = jax.block_until_ready(compiled(*args_))
-        times.append(time.perf_counter() - t)
-    best, med = min(times), statistics.median(times)
-    res = {
-        "lower_s": t1 - t0,
-        "compile_s": t2 - t1,
-        "lower_compile_s": t2 - t0,
-        "run_times_s": times,
-        "run_best_s": best,
-        "run_median_s": med,
-        "env_steps": steps,
-        "steps_per_s_best": steps / best,
-        "steps_per_s_median": steps / med,
-    }
-    log(f"[peer] {label}: lower+compile {t2 - t0:.2f}s, run best {best:.2f}s "
-        f"median {med:.2f}s -> {steps / med:,.0f} steps/s (median)")
-    return res, out
-
-
-def run_all(algo, cls, env_steps, args, extra):
-    """1 seed, optionally `num_seeds` vmapped seeds and the no-eval variant; prints JSON."""
-    import jax
-    import numpy as np
-
-    def train(algo, rng):
-        return cls.train(algo, rng)
-
-    results = {"jax_version": jax.__version__,
-               "devices": [str(d) for d in jax.devices()], **extra}
-
-    rng = jax.random.PRNGKey(0)
-    res, (ts, evaluation) = measure(train, (algo, rng), env_steps, "1 seed", args.repeats)
-    res["final_eval_return_mean"] = float(np.mean(evaluation[1]))
-    res["global_step"] = int(ts.global_step)
-    results["one_seed"] = res
-
-    if args.num_seeds > 1:
-        keys = jax.random.split(jax.random.PRNGKey(0), args.num_seeds)
-        vtrain = jax.vmap(train, in_axes=(None, 0))
-        res, (ts, evaluation) = measure(vtrain, (algo, keys), env_steps * args.num_seeds,
-                                        f"{args.num_seeds} seeds", args.repeats_multi)
-        res["final_eval_return_mean"] = float(np.mean(evaluation[1]))
-        res["num_seeds"] = args.num_seeds
-        results["multi_seed"] = res
-
-    if args.no_eval_variant:
-        algo_ne = algo.replace(eval_callback=lambda algo, ts, rng: ())
-        res, _ = measure(train, (algo_ne, rng), env_steps, "1 seed, no eval", args.repeats)
-        results["one_seed_no_eval"] = res
-
-    print(json.dumps(results), flush=True)
-
-
-def common_args(p):
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--num-seeds", type=int, default=1,
-                   help="also measure this many vmapped seeds (>1 to enable)")
-    p.add_argument("--repeats-multi", type=int, default=2,
-                   help="timed calls of the multi-seed run")
-    p.add_argument("--no-eval-variant", action="store_true",
-                   help="also measure with eval_callback replaced by a no-op")
+from _peer_common import rejax_args, rejax_create, rejax_run_all
 
 
 def main():
@@ -138,22 +59,19 @@ def main():
     p.add_argument("--total-timesteps", type=int, default=500_000)
     p.add_argument("--num-envs", type=int, default=10)
     p.add_argument("--learning-starts", type=int, default=10_000)
-    common_args(p)
+    rejax_args(p)
     args = p.parse_args()
 
     import flax.linen as nn
-    import rejax
     from rejax import DQN
     from rejax.networks import DiscreteQNetwork, EpsilonGreedyPolicy
 
     n = args.num_envs
     total = (args.total_timesteps // n) * n
-    algo = rejax.get_algo("dqn").create(
+    algo = rejax_create(
+        "dqn", total,
         env="CartPole-v1",
         num_envs=n,
-        total_timesteps=total,
-        eval_freq=total,
-        skip_initial_evaluation=True,
         buffer_size=10_000,
         fill_buffer=args.learning_starts,
         batch_size=128,
@@ -166,8 +84,6 @@ def main():
         learning_rate=2.5e-4,
         gamma=0.99,
         ddqn=False,
-        normalize_observations=False,
-        normalize_rewards=False,
         agent_kwargs={"activation": "relu"},
     )
     num_actions = algo.env.action_space(algo.env_params).n
@@ -182,7 +98,6 @@ def main():
     num_updates = max(0, iterations - (args.learning_starts // n + 1))
 
     extra = {
-        "rejax_version": getattr(rejax, "__version__", "0.1.3"),
         "num_envs": n,
         "total_timesteps": total,
         "iterations": iterations,
@@ -194,7 +109,7 @@ def main():
         "grad_clip": "optax.clip(inf) elementwise (none)",
         "replay_sampling": "jax.random.choice without replacement over the 10k slots",
     }
-    run_all(algo, DQN, env_steps, args, extra)
+    rejax_run_all(algo, DQN, env_steps, args, extra)
 
 
 if __name__ == "__main__":

@@ -28,17 +28,13 @@ What is configured, and how (field names read from rejax 0.1.3's source):
     (976 for 5e5); rejax would otherwise do ceil(...) = 977.
   * The jitted function is `PPO.train(algo, rng)` with `algo` passed as a pytree
     argument (its scalar hyperparameters are traced leaves, like our `hparams`).
+  * Timing (`_peer_common.measure`, run by `_peer_common.rejax_run_all`): ahead-of-time
+    compile, then `--repeats` compiled calls (also for the vmapped seeds).
 """
 
 import argparse
-import json
-import statistics
-import sys
-import time
 
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
+from _peer_common import rejax_args, rejax_create, rejax_run_all
 
 
 def main():
@@ -46,31 +42,23 @@ def main():
     p.add_argument("--total-timesteps", type=int, default=500_000)
     p.add_argument("--num-envs", type=int, default=4)
     p.add_argument("--num-steps", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--num-seeds", type=int, default=1,
-                   help="also measure this many vmapped seeds (>1 to enable)")
-    p.add_argument("--no-eval-variant", action="store_true",
-                   help="also measure with eval_callback replaced by a no-op")
+    rejax_args(p, repeats_multi=False)
     args = p.parse_args()
 
-    import jax
     import numpy as np
-    import rejax
     from rejax import PPO
 
     batch = args.num_envs * args.num_steps
     total = (args.total_timesteps // batch) * batch
     num_updates = total // batch
 
-    algo = rejax.get_algo("ppo").create(
+    algo = rejax_create(
+        "ppo", total,
         env="CartPole-v1",
         num_envs=args.num_envs,
         num_steps=args.num_steps,
         num_epochs=4,
         num_minibatches=4,
-        total_timesteps=total,
-        eval_freq=total,
-        skip_initial_evaluation=True,
         learning_rate=2.5e-4,
         gamma=0.99,
         gae_lambda=0.95,
@@ -78,8 +66,6 @@ def main():
         ent_coef=0.01,
         vf_coef=0.5,
         max_grad_norm=0.5,
-        normalize_observations=False,
-        normalize_rewards=False,
         agent_kwargs={"activation": "tanh", "hidden_layer_sizes": (64, 64)},
     )
     # Sanity: the schedule rejax will actually run.
@@ -88,41 +74,7 @@ def main():
     env_steps = num_evals * iters_per_eval * batch
     assert num_evals == 1 and iters_per_eval == num_updates, (num_evals, iters_per_eval)
 
-    def measure(fn, args_, steps, label):
-        t0 = time.perf_counter()
-        lowered = jax.jit(fn).lower(*args_)
-        t1 = time.perf_counter()
-        compiled = lowered.compile()
-        t2 = time.perf_counter()
-        times = []
-        out = None
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            out = jax.block_until_ready(compiled(*args_))
-            times.append(time.perf_counter() - t)
-        best, med = min(times), statistics.median(times)
-        res = {
-            "lower_s": t1 - t0,
-            "compile_s": t2 - t1,
-            "lower_compile_s": t2 - t0,
-            "run_times_s": times,
-            "run_best_s": best,
-            "run_median_s": med,
-            "env_steps": steps,
-            "steps_per_s_best": steps / best,
-            "steps_per_s_median": steps / med,
-        }
-        log(f"[peer] {label}: lower+compile {t2 - t0:.2f}s, run best {best:.2f}s "
-            f"median {med:.2f}s -> {steps / med:,.0f} steps/s (median)")
-        return res, out
-
-    def train(algo, rng):
-        return PPO.train(algo, rng)
-
-    results = {
-        "rejax_version": getattr(rejax, "__version__", "0.1.3"),
-        "jax_version": jax.__version__,
-        "devices": [str(d) for d in jax.devices()],
+    extra = {
         "num_envs": args.num_envs,
         "num_steps": args.num_steps,
         "num_updates": num_updates,
@@ -134,27 +86,7 @@ def main():
         "grad_clip": "optax.clip(0.5) elementwise (not clip_by_global_norm)",
     }
 
-    rng = jax.random.PRNGKey(0)
-    res, (ts, evaluation) = measure(train, (algo, rng), env_steps, "1 seed")
-    lengths, returns = evaluation
-    res["final_eval_return_mean"] = float(np.mean(returns))
-    results["one_seed"] = res
-
-    if args.num_seeds > 1:
-        keys = jax.random.split(jax.random.PRNGKey(0), args.num_seeds)
-        vtrain = jax.vmap(train, in_axes=(None, 0))
-        res, (ts, evaluation) = measure(
-            vtrain, (algo, keys), env_steps * args.num_seeds, f"{args.num_seeds} seeds")
-        res["final_eval_return_mean"] = float(np.mean(evaluation[1]))
-        res["num_seeds"] = args.num_seeds
-        results["multi_seed"] = res
-
-    if args.no_eval_variant:
-        algo_ne = algo.replace(eval_callback=lambda algo, ts, rng: ())
-        res, _ = measure(train, (algo_ne, rng), env_steps, "1 seed, no eval")
-        results["one_seed_no_eval"] = res
-
-    print(json.dumps(results), flush=True)
+    rejax_run_all(algo, PPO, env_steps, args, extra, global_step=False)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Run by `bench/sac_pendulum.py` with the python of `bench/.peer-venv` (rejax 0.1.3,
 gymnax 0.0.9, jax 0.10.2), in its own process.  Prints exactly one JSON line on
 stdout (the last line); everything else goes to stderr.  The timing code is
-`_rejax_dqn_peer.measure` (ahead-of-time compile, then repeated compiled calls).
+`_peer_common.measure` (ahead-of-time compile, then repeated compiled calls), run by
+`_peer_common.rejax_run_all`, as for `bench/_rejax_dqn_peer.py`.
 
     bench/.peer-venv/bin/python bench/_rejax_sac_peer.py --total-timesteps 10000 --repeats 2
 
@@ -45,11 +46,8 @@ What is configured, and how (field names read from rejax 0.1.3's `algos/sac.py`,
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _rejax_dqn_peer import common_args, log, measure, run_all  # noqa: E402
+from _peer_common import log, measure, rejax_args, rejax_create, rejax_run_all
 
 
 def main():
@@ -60,23 +58,20 @@ def main():
     p.add_argument("--buffer-size", type=int, default=100_000)
     p.add_argument("--buffer-variant", type=int, default=0,
                    help="also measure 1 seed with this buffer_size (0: off)")
-    common_args(p)
+    rejax_args(p)
     args = p.parse_args()
 
     import jax
-    import rejax
     from rejax import SAC
 
     n = args.num_envs
     total = (args.total_timesteps // n) * n
 
     def create(buffer_size):
-        return rejax.get_algo("sac").create(
+        return rejax_create(
+            "sac", total,
             env="Pendulum-v1",
             num_envs=n,
-            total_timesteps=total,
-            eval_freq=total,
-            skip_initial_evaluation=True,
             buffer_size=buffer_size,
             fill_buffer=args.learning_starts,
             batch_size=256,
@@ -85,8 +80,6 @@ def main():
             gamma=0.99,
             polyak=0.995,
             target_update_freq=1,
-            normalize_observations=False,
-            normalize_rewards=False,
             hidden_layer_sizes=(256, 256),
             agent_kwargs={"activation": "relu"},
         )
@@ -99,7 +92,6 @@ def main():
     num_updates = iterations - args.learning_starts // n
 
     extra = {
-        "rejax_version": getattr(rejax, "__version__", "0.1.3"),
         "num_envs": n,
         "total_timesteps": total,
         "iterations": iterations,
@@ -121,12 +113,12 @@ def main():
             return SAC.train(algo, rng)
 
         res, _ = measure(train, (create(args.buffer_variant), jax.random.PRNGKey(0)),
-                         env_steps, f"1 seed, buffer_size {args.buffer_variant}",
-                         args.repeats)
+                         env_steps, args.repeats,
+                         f"1 seed, buffer_size {args.buffer_variant}")
         res["buffer_size"] = args.buffer_variant
         variants["one_seed_buffer_variant"] = res
     log(f"[peer] rejax SAC: {iterations} iterations, {num_updates} updates")
-    run_all(algo, SAC, env_steps, args, {**extra, **variants})
+    rejax_run_all(algo, SAC, env_steps, args, {**extra, **variants})
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Run by `bench/dqn_cartpole.py` and `bench/sac_pendulum.py` with the python of
 `bench/.sb3-venv` (stable-baselines3, gymnasium, CPU-only torch), in its own process.
-Prints exactly one JSON line on stdout (the last line); everything else goes to stderr.
+Prints exactly one JSON line on stdout (the last line); everything else goes to stderr
+(both through `bench/_peer_common.py`, which only uses the standard library).
 
     bench/.sb3-venv/bin/python bench/_sb3_peer.py --algo dqn --total-timesteps 50000 \\
         --learning-starts 1000 --repeats 3
@@ -52,14 +53,10 @@ waiting on each other), so the default would understate SB3 badly.
 """
 
 import argparse
-import json
 import statistics
-import sys
 import time
 
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
+from _peer_common import emit, log, run_stats
 
 
 def build(algo: str, args, seed: int):
@@ -158,10 +155,6 @@ def main():
             f"{run['learn_env_steps']} steps in {run['learn_s']:.2f}s "
             f"({run['learn_steps_per_s']:,.0f}/s), {run['gradient_updates']} updates")
 
-    learn_times = [r["learn_s"] for r in runs]
-    med = statistics.median(learn_times)
-    best = min(learn_times)
-    steps = runs[0]["learn_env_steps"]
     warm = statistics.median(r["warmup_steps_per_s"] for r in runs)
     results = {
         "sb3_version": stable_baselines3.__version__,
@@ -176,17 +169,12 @@ def main():
         "runs": runs,
         # The fields the orchestrating scripts tabulate: the learning phase only.
         "setup_s": statistics.median(r["setup_s"] for r in runs),
-        "run_times_s": learn_times,
-        "run_median_s": med,
-        "run_best_s": best,
-        "env_steps": steps,
-        "steps_per_s_median": steps / med,
-        "steps_per_s_best": steps / best,
+        **run_stats([r["learn_s"] for r in runs], runs[0]["learn_env_steps"]),
         "warmup_steps_per_s_median": warm,
         "loss": "smooth_l1 (Huber, delta 1), fixed in SB3" if args.algo == "dqn" else
                 "0.5 * sum over the 2 critics of MSE (SB3 SAC)",
     }
-    print(json.dumps(results), flush=True)
+    emit(results)
 
 
 if __name__ == "__main__":

@@ -44,69 +44,40 @@ On a GPU machine (no PyPI there, so no peer):
         --num-seeds-large 16 --json-out $OUT/bench_gpu.json
 
 The script re-invokes itself with `--worker {ceiling,jaxrl}` for the subprocesses;
-those modes print one JSON line and are not meant to be used by hand.
+those modes print one JSON line and are not meant to be used by hand.  The helpers it
+shares with the other benches live in `bench/_common.py` (venvs, subprocesses, report)
+and `bench/_peer_common.py` (timing of compiled calls, JSON output of workers).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import shutil
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-PEER_VENV = BENCH_DIR / ".peer-venv"
+sys.path.insert(0, str(BENCH_DIR))
+from _common import (  # noqa: E402 - driver-side helpers shared by the benches
+    begin_results,
+    get,
+    one_seed,
+    print_report,
+    ratio,
+    run_json,
+    run_rejax,
+    table_row,
+    worker_cmd,
+    write_json,
+)
+from _peer_common import emit_with_devices, measure, measure_train  # noqa: E402 - worker side
+
 PEER_SCRIPT = BENCH_DIR / "_rejax_peer.py"
-PEER_PACKAGES = ["rejax==0.1.3", "gymnax==0.0.9", "jax==0.10.2"]
 
 # PureJaxRL CartPole PPO config.
 PUREJAXRL_NUM_ENVS = 4
 PUREJAXRL_ROLLOUT_LEN = 128
 PUREJAXRL_TOTAL_TIMESTEPS = 500_000
 NUM_SEEDS_MULTI = 8
-
-
-# --------------------------------------------------------------------------------------
-# Helpers shared by the workers (these run inside a subprocess, jax imported lazily).
-# --------------------------------------------------------------------------------------
-
-
-def _time_compiled(call, repeats: int) -> list[float]:
-    import jax
-
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(call())
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def _summary(lower_s, compile_s, times, env_steps) -> dict:
-    med, best = statistics.median(times), min(times)
-    return {
-        "lower_s": lower_s,
-        "compile_s": compile_s,
-        "lower_compile_s": lower_s + compile_s,
-        "run_times_s": times,
-        "run_median_s": med,
-        "run_best_s": best,
-        "env_steps": env_steps,
-        "steps_per_s_median": env_steps / med,
-        "steps_per_s_best": env_steps / best,
-    }
-
-
-def _devices() -> list[str]:
-    import jax
-
-    return [f"{d.platform}:{d.id} ({d.device_kind})" for d in jax.devices()]
 
 
 # --------------------------------------------------------------------------------------
@@ -144,14 +115,7 @@ def measure_ceiling(num_envs: int, num_steps: int, repeats: int) -> dict:
         (key, state, ret), _ = jax.lax.scan(step, carry, None, num_steps)
         return state, ret
 
-    key = jax.random.key(0)
-    t0 = time.perf_counter()
-    lowered = jax.jit(rollout).lower(key)
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    t2 = time.perf_counter()
-    times = _time_compiled(lambda: compiled(key), repeats)
-    res = _summary(t1 - t0, t2 - t1, times, num_envs * num_steps)
+    res, _ = measure(rollout, (jax.random.key(0),), num_envs * num_steps, repeats)
     res.update(num_envs=num_envs, num_steps=num_steps)
     return res
 
@@ -169,7 +133,6 @@ def measure_jaxrl(
     repeats: int = 3,
 ) -> dict:
     """Compile time and steady env steps/s of jaxrl PPO, `num_seeds` seeds vmapped."""
-    import jax
     from jaxrl.agents import ppo
 
     config = ppo.Config(
@@ -184,163 +147,12 @@ def measure_jaxrl(
         anneal_lr=True,
     )
     hparams = ppo.HParams.create(learning_rate=2.5e-4)  # the rest: PureJaxRL defaults
-    train = ppo.make_train(config)
-    fn = jax.jit(jax.vmap(train, in_axes=(0, None)))
-    keys = jax.random.split(jax.random.key(0), num_seeds)
-
-    t0 = time.perf_counter()
-    lowered = fn.lower(keys, hparams)
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    t2 = time.perf_counter()
-    times = _time_compiled(lambda: compiled(keys, hparams), repeats)
-
     # Env steps actually run: whole updates of num_envs x rollout_len per seed.
     batch = num_envs * rollout_len
-    steps_per_seed = (total_timesteps // batch) * batch
-    res = _summary(t1 - t0, t2 - t1, times, steps_per_seed * num_seeds)
-    res.update(
-        num_envs=num_envs,
-        num_seeds=num_seeds,
-        rollout_len=rollout_len,
-        total_timesteps=total_timesteps,
-        num_updates=total_timesteps // batch,
-    )
+    res, _ = measure_train(ppo, config, hparams, num_seeds, repeats,
+                           steps_per_seed=(total_timesteps // batch) * batch)
+    res["num_updates"] = total_timesteps // batch
     return res
-
-
-# --------------------------------------------------------------------------------------
-# Orchestration (main process: never imports jax, so it holds no device memory).
-# --------------------------------------------------------------------------------------
-
-
-def _last_json_line(text: str) -> dict:
-    for line in reversed(text.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            return json.loads(line)
-    raise ValueError("no JSON line in output")
-
-
-def _busy_cpu_s() -> float | None:
-    """System-wide busy CPU seconds so far (all cores), from /proc/stat."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except OSError:
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _children_cpu_s() -> float:
-    import resource
-
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _run_json(cmd: list[str], label: str, timeout: float | None = None) -> dict:
-    print(f"--> {label}", flush=True)
-    busy0, child0 = _busy_cpu_s(), _children_cpu_s()
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        # A hang (not slowness) is the usual cause: every run here takes well under
-        # the default timeout on a 2-core CPU.
-        print(f"    TIMEOUT after {timeout}s (hung?)", flush=True)
-        return {"error": f"timeout after {timeout}s (hung?)"}
-    wall = time.perf_counter() - t0
-    # CPU used by processes other than this measurement, in cores on average: a
-    # measure of how disturbed the numbers are (the machine should be idle).
-    busy1, child1 = _busy_cpu_s(), _children_cpu_s()
-    other = None if busy0 is None else max(0.0, (busy1 - busy0) - (child1 - child0)) / wall
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        print(f"    FAILED (rc={proc.returncode}, {wall:.0f}s):\n{tail}", flush=True)
-        return {"error": tail.splitlines()[-1] if tail else f"rc={proc.returncode}"}
-    for line in proc.stderr.strip().splitlines():
-        if line.startswith("[peer]"):
-            print(f"    {line}", flush=True)
-    res = _last_json_line(proc.stdout)
-    res["process_wall_s"] = wall
-    res["other_cpu_cores"] = other
-    if other is not None and other > 0.25:
-        print(f"    WARNING: other processes used {other:.2f} cores meanwhile", flush=True)
-    print(f"    done in {wall:.0f}s", flush=True)
-    return res
-
-
-def _worker_cmd(worker: str, **kw) -> list[str]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", worker]
-    for k, v in kw.items():
-        cmd += [f"--{k.replace('_', '-')}", str(v)]
-    return cmd
-
-
-def ensure_peer_venv() -> Path:
-    """Create bench/.peer-venv with rejax 0.1.3 if it is missing; return its python."""
-    python = PEER_VENV / "bin" / "python"
-    if python.exists():
-        check = subprocess.run(
-            [str(python), "-c", "import rejax, gymnax, jax"], capture_output=True
-        )
-        if check.returncode == 0:
-            return python
-    print(f"--> creating peer venv {PEER_VENV} ({' '.join(PEER_PACKAGES)})", flush=True)
-    base = shutil.which("python3.11") or sys.executable
-    subprocess.run([base, "-m", "venv", "--clear", str(PEER_VENV)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True
-    )
-    return python
-
-
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or "unknown"
-    info = {
-        "cpu_model": cpu,
-        "cpu_cores": os.cpu_count(),
-        "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-    if shutil.which("nvidia-smi"):
-        q = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True,
-        )
-        info["gpus"] = q.stdout.strip().splitlines()
-    return info
-
-
-def _fmt(x, spec=",.0f", missing="n/a"):
-    return missing if x is None else format(x, spec)
-
-
-def _get(d: dict | None, *path):
-    for p in path:
-        if not isinstance(d, dict) or p not in d:
-            return None
-        d = d[p]
-    return d
-
-
-def _all_results(results: dict) -> list[dict]:
-    out = [results.get("peer")]
-    out += list(results.get("ceiling", {}).values()) + list(results.get("ours", {}).values())
-    return [r for r in out if isinstance(r, dict)]
-
-
-def _ratio(a, b):
-    return None if a is None or b is None or b == 0 else a / b
 
 
 def main() -> None:
@@ -369,20 +181,15 @@ def main() -> None:
     args = p.parse_args()
 
     if args.worker == "ceiling":
-        res = measure_ceiling(args.num_envs, args.num_steps, args.repeats)
-        res["devices"] = _devices()
-        print(json.dumps(res), flush=True)
+        emit_with_devices(measure_ceiling(args.num_envs, args.num_steps, args.repeats))
         return
     if args.worker == "jaxrl":
-        res = measure_jaxrl(args.num_envs, args.num_seeds, args.total_timesteps,
-                            args.rollout_len, args.repeats)
-        res["devices"] = _devices()
-        print(json.dumps(res), flush=True)
+        emit_with_devices(measure_jaxrl(args.num_envs, args.num_seeds,
+                                        args.total_timesteps, args.rollout_len,
+                                        args.repeats))
         return
 
-    machine = machine_info()
-    print("machine:", json.dumps(machine), flush=True)
-    results: dict = {"machine": machine, "args": vars(args)}
+    machine, results = begin_results(args, provenance=False)
     R = args.repeats
     T = args.total_timesteps
     n_large, s_large, len_large = args.num_envs_large, args.num_seeds_large, args.rollout_len_large
@@ -390,16 +197,10 @@ def main() -> None:
 
     # ---- PEER ----
     if not args.skip_peer:
-        try:
-            peer_python = ensure_peer_venv()
-            cmd = [str(peer_python), str(PEER_SCRIPT), "--total-timesteps", str(T),
-                   "--repeats", str(R), "--num-seeds", str(args.peer_seeds),
-                   "--no-eval-variant"]
-            results["peer"] = _run_json(cmd, "peer: rejax 0.1.3 PPO (PureJaxRL config)",
-                                        args.timeout)
-        except (subprocess.CalledProcessError, OSError) as e:
-            print(f"    peer setup FAILED: {e}", flush=True)
-            results["peer"] = {"error": str(e)}
+        extra = ["--total-timesteps", str(T), "--repeats", str(R),
+                 "--num-seeds", str(args.peer_seeds), "--no-eval-variant"]
+        results["peer"] = run_rejax(PEER_SCRIPT, extra, args.timeout,
+                                    "peer: rejax 0.1.3 PPO (PureJaxRL config)")
 
     # ---- CEILING ----
     ceil_envs = [PUREJAXRL_NUM_ENVS, n_large]
@@ -408,24 +209,25 @@ def main() -> None:
     results["ceiling"] = {}
     for n in ceil_envs:
         steps = max(1, (args.ceiling_steps if n >= 256 else 200_000) // n)
-        results["ceiling"][str(n)] = _run_json(
-            _worker_cmd("ceiling", num_envs=n, num_steps=steps, repeats=R),
+        results["ceiling"][str(n)] = run_json(
+            worker_cmd(__file__, "ceiling", num_envs=n, num_steps=steps, repeats=R),
             f"ceiling: raw gymnax CartPole-v1, {n} envs x {steps} steps, random policy",
             args.timeout)
 
     # ---- OURS ----
     ours = results["ours"] = {}
-    ours["purejaxrl_1seed"] = _run_json(
-        _worker_cmd("jaxrl", num_envs=PUREJAXRL_NUM_ENVS, num_seeds=1, total_timesteps=T,
-                    rollout_len=PUREJAXRL_ROLLOUT_LEN, repeats=R),
+    ours["purejaxrl_1seed"] = run_json(
+        worker_cmd(__file__, "jaxrl", num_envs=PUREJAXRL_NUM_ENVS, num_seeds=1,
+                   total_timesteps=T, rollout_len=PUREJAXRL_ROLLOUT_LEN, repeats=R),
         "ours: jaxrl PPO, PureJaxRL config, 1 seed", args.timeout)
-    ours["purejaxrl_8seeds"] = _run_json(
-        _worker_cmd("jaxrl", num_envs=PUREJAXRL_NUM_ENVS, num_seeds=NUM_SEEDS_MULTI,
-                    total_timesteps=T, rollout_len=PUREJAXRL_ROLLOUT_LEN, repeats=R),
+    ours["purejaxrl_8seeds"] = run_json(
+        worker_cmd(__file__, "jaxrl", num_envs=PUREJAXRL_NUM_ENVS,
+                   num_seeds=NUM_SEEDS_MULTI, total_timesteps=T,
+                   rollout_len=PUREJAXRL_ROLLOUT_LEN, repeats=R),
         f"ours: jaxrl PPO, PureJaxRL config, {NUM_SEEDS_MULTI} seeds vmapped", args.timeout)
-    ours["large"] = _run_json(
-        _worker_cmd("jaxrl", num_envs=n_large, num_seeds=s_large,
-                    total_timesteps=total_large, rollout_len=len_large, repeats=R),
+    ours["large"] = run_json(
+        worker_cmd(__file__, "jaxrl", num_envs=n_large, num_seeds=s_large,
+                   total_timesteps=total_large, rollout_len=len_large, repeats=R),
         f"ours: jaxrl PPO, {n_large} envs x {len_large} steps x {args.updates_large} "
         f"updates, {s_large} seed(s)", args.timeout)
 
@@ -437,20 +239,12 @@ def main() -> None:
     rows = []
 
     def row(name, r):
-        if r is None:
-            return
-        if "error" in r:
-            rows.append((name, "n/a", "n/a", "n/a", "ERROR: " + r["error"][:60]))
-            return
-        rows.append((name, _fmt(r.get("lower_compile_s"), ".2f"),
-                     _fmt(r.get("run_median_s"), ".3f"),
-                     _fmt(r.get("steps_per_s_median")),
-                     f"best {_fmt(r.get('steps_per_s_best'))}/s, {r['env_steps']:,} steps"))
+        table_row(name, r, rows, details=False)
 
     if peer is not None:
-        row("peer rejax, 4 env, 1 seed (eval at end)", peer if "error" in peer else peer.get("one_seed"))
-        row("peer rejax, 4 env, 1 seed (no eval)", _get(peer, "one_seed_no_eval"))
-        row(f"peer rejax, 4 env, {args.peer_seeds} seeds (eval at end)", _get(peer, "multi_seed"))
+        row("peer rejax, 4 env, 1 seed (eval at end)", one_seed(peer))
+        row("peer rejax, 4 env, 1 seed (no eval)", get(peer, "one_seed_no_eval"))
+        row(f"peer rejax, 4 env, {args.peer_seeds} seeds (eval at end)", get(peer, "multi_seed"))
     for n, r in results["ceiling"].items():
         row(f"ceiling raw env, {n} envs", r)
     row("ours, 4 env, 1 seed", ours["purejaxrl_1seed"])
@@ -459,60 +253,37 @@ def main() -> None:
 
     ours1 = ours["purejaxrl_1seed"]
     ours8 = ours["purejaxrl_8seeds"]
-    peer1, peer1ne, peerN = (_get(peer, "one_seed"), _get(peer, "one_seed_no_eval"),
-                             _get(peer, "multi_seed"))
+    peer1, peer1ne, peerN = (get(peer, "one_seed"), get(peer, "one_seed_no_eval"),
+                             get(peer, "multi_seed"))
     ceil_large = results["ceiling"].get(str(n_large * s_large))
     ratios = {
         "ours/peer steady steps/s (target >= 1.5)":
-            _ratio(_get(ours1, "steps_per_s_median"), _get(peer1, "steps_per_s_median")),
+            ratio(get(ours1, "steps_per_s_median"), get(peer1, "steps_per_s_median")),
         "ours/peer-without-final-eval steady steps/s (stricter)":
-            _ratio(_get(ours1, "steps_per_s_median"), _get(peer1ne, "steps_per_s_median")),
+            ratio(get(ours1, "steps_per_s_median"), get(peer1ne, "steps_per_s_median")),
         "ours compile / peer compile (target <= 1.0)":
-            _ratio(_get(ours1, "lower_compile_s"), _get(peer1, "lower_compile_s")),
+            ratio(get(ours1, "lower_compile_s"), get(peer1, "lower_compile_s")),
         f"ours time {NUM_SEEDS_MULTI} seeds / 1 seed (target < {NUM_SEEDS_MULTI})":
-            _ratio(_get(ours8, "run_median_s"), _get(ours1, "run_median_s")),
+            ratio(get(ours8, "run_median_s"), get(ours1, "run_median_s")),
         f"peer time {args.peer_seeds} seeds / 1 seed (for reference)":
-            _ratio(_get(peerN, "run_median_s"), _get(peer1, "run_median_s")),
+            ratio(get(peerN, "run_median_s"), get(peer1, "run_median_s")),
         f"ours@{n_large}x{s_large} / raw ceiling@{n_large * s_large} envs":
-            _ratio(_get(ours["large"], "steps_per_s_median"),
-                   _get(ceil_large, "steps_per_s_median")),
+            ratio(get(ours["large"], "steps_per_s_median"),
+                  get(ceil_large, "steps_per_s_median")),
     }
     results["ratios"] = ratios
 
-    print()
-    print("=" * 100)
-    print(f"machine: {machine['cpu_model']}, {machine['cpu_cores']} cores"
-          + (f", GPUs: {machine['gpus']}" if machine.get("gpus") else ""))
-    print(f"jax devices: {devices}")
+    header = [f"jax devices: {devices}"]
     if peer is not None and "error" not in peer:
-        print(f"peer: rejax {peer.get('rejax_version')}, jax {peer.get('jax_version')}, "
-              f"{peer.get('num_updates')} updates; lr annealing: {peer.get('anneal_lr')} "
-              f"({peer.get('anneal_lr_note')}); grad clip: {peer.get('grad_clip')}")
-    print("-" * 100)
-    header = ("measurement", "compile s", "run s", "steps/s", "notes")
-    widths = (44, 10, 9, 13, 0)
-    print("".join(h.ljust(w) if w else h for h, w in zip(header, widths)))
-    for r in rows:
-        print("".join(c.ljust(w) if w else c for c, w in zip(r, widths)))
-    print("-" * 100)
-    print("compile s = jit(f).lower() + .compile(); run s = median of "
-          f"{R} compiled calls; steps/s = env steps (all seeds) / run s")
-    others = [r["other_cpu_cores"] for r in _all_results(results)
-              if r.get("other_cpu_cores") is not None]
-    if others and max(others) > 0.25:
-        print(f"WARNING: the machine was not idle: other processes used up to "
-              f"{max(others):.2f} of {machine['cpu_cores']} cores during a measurement "
-              f"(see other_cpu_cores in the JSON); numbers may be disturbed.")
-    print("-" * 100)
-    for k, v in ratios.items():
-        print(f"{k:<72} {_fmt(v, '.3f')}")
-    print("=" * 100)
-
-    if args.json_out:
-        out = Path(args.json_out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2))
-        print(f"wrote {out}")
+        header.append(f"peer: rejax {peer.get('rejax_version')}, jax {peer.get('jax_version')}, "
+                      f"{peer.get('num_updates')} updates; lr annealing: "
+                      f"{peer.get('anneal_lr')} ({peer.get('anneal_lr_note')}); grad clip: "
+                      f"{peer.get('grad_clip')}")
+    footer = ("compile s = jit(f).lower() + .compile(); run s = median of "
+              f"{R} compiled calls; steps/s = env steps (all seeds) / run s")
+    print_report(machine, results, rows, ratios, header, footer, width=100,
+                 widths=(44, 10, 9, 13, 0), ratio_width=72, load_mean=False)
+    write_json(results, args.json_out)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Every number is measured in ONE invocation on the same machine, and the script prints
 ratios between them, so results from different machines are never mixed.  It follows
-`bench/ppo_cartpole.py` and `bench/dqn_cartpole.py` (and imports their helpers).
+`bench/ppo_cartpole.py` and `bench/dqn_cartpole.py`, with the helpers they share in
+`bench/_common.py` (venvs, subprocesses, report) and `bench/_peer_common.py` (timing of
+compiled calls, JSON output of workers).
 
 Configuration (the same for every system): 1 env, `--total-timesteps` env steps per
 seed (default 1e4 for ours and rejax, `--sb3-total-timesteps` 5e3 for SB3: a shorter
@@ -59,32 +61,31 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import shlex
 import sys
-import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
-from dqn_cartpole import (  # noqa: E402 - shared helpers of the DQN bench
-    _loadavg,
-    git_state,
+from _common import (  # noqa: E402 - driver-side helpers shared by the benches
+    add_driver_args,
+    begin_results,
+    end_results,
+    get,
+    multi_seed_ratios,
+    one_seed,
     print_report,
+    ratio,
+    run_header,
+    run_json,
     run_rejax,
     run_sb3,
+    sb3_versions,
     table_row,
+    timing_footer,
+    worker_cmd,
     write_json,
 )
-from ppo_cartpole import (  # noqa: E402
-    _devices,
-    _get,
-    _ratio,
-    _run_json,
-    _summary,
-    _time_compiled,
-    machine_info,
-)
+from _peer_common import emit_with_devices, measure_train  # noqa: E402 - worker side
 
 REJAX_SCRIPT = BENCH_DIR / "_rejax_sac_peer.py"
 NUM_ENVS = 1
@@ -104,7 +105,6 @@ OPTIONAL_HPARAMS = {"actor_learning_rate": 3e-4, "alpha": 1.0, "max_grad_norm": 
 def measure_jaxrl(num_seeds: int, total_timesteps: int, rollout_len: int, repeats: int,
                   learning_starts: int, buffer_size: int) -> dict:
     """Compile time and steady env steps/s of jaxrl SAC, `num_seeds` seeds vmapped."""
-    import jax
     import numpy as np
     from jaxrl.agents import REGISTRY
 
@@ -130,24 +130,7 @@ def measure_jaxrl(num_seeds: int, total_timesteps: int, rollout_len: int, repeat
     hp_values = {"learning_rate": 3e-4, "gamma": 0.99, "tau": 0.005,
                  **{k: v for k, v in OPTIONAL_HPARAMS.items() if k in hparam_fields}}
     hparams = sac.HParams.create(**hp_values)
-    fn = jax.jit(jax.vmap(sac.make_train(config), in_axes=(0, None)))
-    keys = jax.random.split(jax.random.key(0), num_seeds)
-
-    t0 = time.perf_counter()
-    lowered = fn.lower(keys, hparams)
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    t2 = time.perf_counter()
-    out = [None]
-
-    def call():
-        out[0] = compiled(keys, hparams)  # kept to read the final returns
-        return out[0]
-
-    times = _time_compiled(call, repeats)
-    steps_per_seed = config.num_iterations * config.batch_size
-    res = _summary(t1 - t0, t2 - t1, times, steps_per_seed * num_seeds)
-    metrics = out[0][1]
+    res, (_, metrics) = measure_train(sac, config, hparams, num_seeds, repeats)
     returns = np.asarray(metrics.get("episode/return", np.full((1, 1), np.nan)))
     res.update(
         num_envs=NUM_ENVS,
@@ -164,13 +147,6 @@ def measure_jaxrl(num_seeds: int, total_timesteps: int, rollout_len: int, repeat
         hparam_fields_missing=sorted(set(OPTIONAL_HPARAMS) - hparam_fields),
     )
     return res
-
-
-def _worker_cmd(**kw) -> list[str]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "jaxrl"]
-    for k, v in kw.items():
-        cmd += [f"--{k.replace('_', '-')}", str(v)]
-    return cmd
 
 
 def main() -> None:
@@ -192,29 +168,18 @@ def main() -> None:
                    help="also time rejax (1 seed) without its final evaluation")
     p.add_argument("--sb3-total-timesteps", type=int, default=SB3_TOTAL_TIMESTEPS)
     p.add_argument("--sb3-repeats", type=int, default=2)
-    p.add_argument("--skip-rejax", action="store_true")
-    p.add_argument("--skip-sb3", action="store_true")
-    p.add_argument("--skip-ours", action="store_true")
-    p.add_argument("--timeout", type=float, default=1800, help="per subprocess, seconds")
-    p.add_argument("--json-out", type=str, default=None)
-    p.add_argument("--worker", choices=["jaxrl"], help=argparse.SUPPRESS)
-    p.add_argument("--num-seeds", type=int, default=1, help=argparse.SUPPRESS)
+    add_driver_args(p, skip=("rejax", "sb3", "ours"))
     args = p.parse_args()
 
     if args.worker == "jaxrl":
-        res = measure_jaxrl(args.num_seeds, args.total_timesteps, args.rollout_len,
-                            args.repeats, args.learning_starts, args.buffer_size)
-        res["devices"] = _devices()
-        print(json.dumps(res), flush=True)
+        emit_with_devices(measure_jaxrl(args.num_seeds, args.total_timesteps,
+                                        args.rollout_len, args.repeats,
+                                        args.learning_starts, args.buffer_size))
         return
 
-    machine = machine_info()
-    print("machine:", json.dumps(machine), flush=True)
+    machine, results = begin_results(args)
     T, LS, B, S = args.total_timesteps, args.learning_starts, args.buffer_size, args.num_seeds_multi
     sb3_T = args.sb3_total_timesteps
-    results: dict = {"machine": machine, "args": vars(args), "loadavg_before": _loadavg(),
-                     "command": " ".join(shlex.quote(a) for a in sys.argv),
-                     "git": git_state()}
     peers = results["peers"] = {}
 
     if not args.skip_rejax:
@@ -234,30 +199,30 @@ def main() -> None:
 
     ours = results["ours"] = {}
     if not args.skip_ours:
-        ours["one_seed"] = _run_json(
-            _worker_cmd(num_seeds=1, total_timesteps=T, learning_starts=LS, buffer_size=B,
-                        rollout_len=args.rollout_len, repeats=args.repeats),
+        ours["one_seed"] = run_json(
+            worker_cmd(__file__, "jaxrl", num_seeds=1, total_timesteps=T,
+                       learning_starts=LS, buffer_size=B, rollout_len=args.rollout_len,
+                       repeats=args.repeats),
             "ours: jaxrl SAC, 1 seed", args.timeout)
         if S > 1 and "unavailable" not in ours["one_seed"] and "error" not in ours["one_seed"]:
-            ours["multi_seed"] = _run_json(
-                _worker_cmd(num_seeds=S, total_timesteps=T, learning_starts=LS,
-                            buffer_size=B, rollout_len=args.rollout_len,
-                            repeats=args.repeats_multi),
+            ours["multi_seed"] = run_json(
+                worker_cmd(__file__, "jaxrl", num_seeds=S, total_timesteps=T,
+                           learning_starts=LS, buffer_size=B, rollout_len=args.rollout_len,
+                           repeats=args.repeats_multi),
                 f"ours: jaxrl SAC, {S} seeds vmapped", args.timeout)
-    results["loadavg_after"] = _loadavg()
-    results["git_after"] = git_state()
+    end_results(results)
 
     rejax, sb3 = peers.get("rejax"), peers.get("sb3")
     ours1, oursN = ours.get("one_seed"), ours.get("multi_seed")
-    unavailable = _get(ours1, "unavailable")
-    results["devices"] = _get(ours1, "devices")
-    rejax1 = rejax if rejax is not None and "error" in rejax else _get(rejax, "one_seed")
+    unavailable = get(ours1, "unavailable")
+    results["devices"] = get(ours1, "devices")
+    rejax1 = one_seed(rejax)
     rows: list = []
     table_row("rejax SAC, 1 env, 1 seed (eval at end)", rejax1, rows)
-    table_row("rejax SAC, 1 env, 1 seed (no eval)", _get(rejax, "one_seed_no_eval"), rows)
+    table_row("rejax SAC, 1 env, 1 seed (no eval)", get(rejax, "one_seed_no_eval"), rows)
     table_row(f"rejax SAC, 1 env, 1 seed, buffer {args.rejax_buffer_variant:,}",
-              _get(rejax, "one_seed_buffer_variant"), rows)
-    table_row(f"rejax SAC, 1 env, {S} seeds (eval at end)", _get(rejax, "multi_seed"), rows)
+              get(rejax, "one_seed_buffer_variant"), rows)
+    table_row(f"rejax SAC, 1 env, {S} seeds (eval at end)", get(rejax, "multi_seed"), rows)
     table_row(f"SB3 SAC, 1 env, learning phase of {sb3_T:,}", sb3, rows)
     if unavailable:
         rows.append(("ours jaxrl SAC", "n/a", "n/a", "n/a", "not available: " + unavailable))
@@ -265,46 +230,32 @@ def main() -> None:
         table_row("ours jaxrl SAC, 1 env, 1 seed", ours1, rows)
         table_row(f"ours jaxrl SAC, 1 env, {S} seeds", oursN, rows)
 
-    v = lambda r: _get(r, "steps_per_s_median")  # noqa: E731
+    v = lambda r: get(r, "steps_per_s_median")  # noqa: E731
     ratios = {
-        "ours/rejax steady steps/s, 1 seed (target >= 1.5)": _ratio(v(ours1), v(rejax1)),
+        "ours/rejax steady steps/s, 1 seed (target >= 1.5)": ratio(v(ours1), v(rejax1)),
         f"ours/rejax with buffer {args.rejax_buffer_variant:,} (rejax sampling cheaper)":
-            _ratio(v(ours1), v(_get(rejax, "one_seed_buffer_variant"))),
+            ratio(v(ours1), v(get(rejax, "one_seed_buffer_variant"))),
         "ours/SB3 steady steps/s, SB3 learning phase only (target >= 10)":
-            _ratio(v(ours1), v(sb3)),
+            ratio(v(ours1), v(sb3)),
         "ours compile / rejax compile (1 seed)":
-            _ratio(_get(ours1, "lower_compile_s"), _get(rejax1, "lower_compile_s")),
+            ratio(get(ours1, "lower_compile_s"), get(rejax1, "lower_compile_s")),
     }
     if args.rejax_no_eval_variant:
         ratios["ours/rejax-without-final-eval steady steps/s (stricter)"] = \
-            _ratio(v(ours1), v(_get(rejax, "one_seed_no_eval")))
-    if S > 1:
-        ratios.update({
-            f"ours/rejax steady steps/s, {S} seeds":
-                _ratio(v(oursN), v(_get(rejax, "multi_seed"))),
-            f"ours time {S} seeds / 1 seed": _ratio(_get(oursN, "run_median_s"),
-                                                    _get(ours1, "run_median_s")),
-            f"rejax time {S} seeds / 1 seed": _ratio(_get(rejax, "multi_seed", "run_median_s"),
-                                                     _get(rejax1, "run_median_s")),
-        })
+            ratio(v(ours1), v(get(rejax, "one_seed_no_eval")))
+    ratios.update(multi_seed_ratios(S, ours1, oursN, rejax, rejax1))
     results["ratios"] = ratios
-    header = [f"budget: {T:,} env steps per seed (SB3 {sb3_T:,}), learning_starts {LS:,}, "
-              f"buffer {B:,}"]
+    header = run_header(results)
+    header.append(f"budget: {T:,} env steps per seed (SB3 {sb3_T:,}), learning_starts "
+                  f"{LS:,}, buffer {B:,}")
     if rejax is not None and "error" not in rejax:
         header.append(f"rejax {rejax.get('rejax_version')}, jax {rejax.get('jax_version')}: "
                       f"{rejax.get('num_updates'):,} updates; {rejax.get('replay_sampling')}")
     if sb3 is not None and "error" not in sb3:
-        header.append(f"SB3 {sb3.get('sb3_version')}, torch {sb3.get('torch_version')} "
-                      f"({sb3.get('torch_threads')} thread), gymnasium "
-                      f"{sb3.get('gymnasium_version')}")
+        header.append(sb3_versions(sb3))
     if unavailable:
         header.append("ours: not available (" + unavailable + ")")
-    footer = ("compile s = jit(f).lower() + .compile(); run s = median of the timed compiled "
-              f"calls ({args.repeats} at 1 seed"
-              + (f", {args.repeats_multi} at {S} seeds" if S > 1 else "") + "); SB3: run "
-              f"s = median over {args.sb3_repeats} runs of its learning phase only; steps/s "
-              "= env steps (all seeds) / run s")
-    print_report(machine, results, rows, ratios, header, footer)
+    print_report(machine, results, rows, ratios, header, timing_footer(args, S))
     write_json(results, args.json_out)
 
 
