@@ -24,7 +24,8 @@ from jaxrl.envs.probes import (PROBES, ProbeActionReward, ProbeConstantReward,
 
 __all__ = ["PROBES", "ProbeActionReward", "ProbeConstantReward", "ProbeOneStepDelay",
            "ProbeRewardEqualsObs", "ProbeTimeLimitEndless", "assert_compiles_once",
-           "assert_tree_finite", "assert_vmap_matches_separate", "assert_seeds_differ"]
+           "assert_tree_finite", "assert_vmap_matches_separate", "assert_seeds_differ",
+           "run_chunks_compiling_once"]
 
 
 def assert_compiles_once(fn: Callable, arg_sets: Sequence[tuple], *,
@@ -42,6 +43,28 @@ def assert_compiles_once(fn: Callable, arg_sets: Sequence[tuple], *,
     outputs = [jitted(*args) for args in arg_sets]
     jax.block_until_ready(outputs)
     return outputs
+
+
+def run_chunks_compiling_once(agent: Any, config: Any, hparams: Any, chunk_iterations: int,
+                              *, seed: int = 0) -> tuple[Any, list[Any]]:
+    """Run `config` to its end through one jitted runner chunk; fail if it is traced twice.
+
+    The chunk (`runner.make_chunk`) takes `chunk_iterations` iterations per call; the last
+    call may run past the end (those iterations keep the state, their metrics are NaN).
+
+    Returns:
+      `(state, [metrics of each call])`.
+    """
+    init_fn, iteration_fn = agent.make_parts(config)
+    state = jax.jit(init_fn)(jax.random.key(seed), hparams)
+    chunk = runner.make_chunk(iteration_fn, chunk_iterations, config.num_iterations)
+    chex.clear_trace_counter()
+    jitted = jax.jit(chex.assert_max_traces(chunk, n=1))
+    outputs = []
+    for first in range(0, config.num_iterations, chunk_iterations):
+        state, metrics = jitted(state, jax.random.key(seed + 1), jnp.int32(first), hparams)
+        outputs.append(metrics)
+    return state, outputs
 
 
 def assert_tree_finite(tree: Any, name: str = "tree") -> None:

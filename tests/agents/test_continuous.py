@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl import cli, runner, testing
+from jaxrl import cli, testing
 from jaxrl.agents import REGISTRY, cq, ddpg
 from jaxrl.config import ConfigError
 
@@ -238,14 +238,7 @@ class TestTraining:
     ])
     def test_runner_chunk_compiles_once(self, name, kwargs):
         agent, config = REGISTRY[name], tiny(name, **kwargs)
-        hparams = agent.HParams.create()
-        init_fn, iteration_fn = agent.make_parts(config)
-        state = jax.jit(init_fn)(jax.random.key(0), hparams)
-        chunk = runner.make_chunk(iteration_fn, 3, config.num_iterations)
-        chex.clear_trace_counter()
-        jitted = jax.jit(chex.assert_max_traces(chunk, n=1))
-        state, _ = jitted(state, jax.random.key(1), jnp.int32(0), hparams)
-        state, _ = jitted(state, jax.random.key(1), jnp.int32(3), hparams)
+        state, _ = testing.run_chunks_compiling_once(agent, config, agent.HParams.create(), 3)
         assert int(state.env_steps) == config.total_timesteps
         testing.assert_tree_finite((state.params, state.target_params))
         # Learning from env step 40: 2 phases of 10 steps per iteration, 4 iterations.

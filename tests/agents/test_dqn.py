@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl import cli, runner, testing
+from jaxrl import cli, testing
 from jaxrl.agents import REGISTRY, dqn
 from jaxrl.config import ConfigError
 
@@ -211,14 +211,8 @@ class TestUpdate:
         assert set(metrics) == {"loss/total", "q/taken", "opt/grad_norm", "opt/nonfinite_skipped"}
 
     def test_runner_chunk_compiles_once(self):
-        init_fn, iteration_fn = dqn.make_parts(PLAIN)
-        state = jax.jit(init_fn)(jax.random.key(0), HPARAMS)
         # A chunk of 3 over a run of 4 iterations: the second call runs 1 and skips 2.
-        chunk = runner.make_chunk(iteration_fn, 3, PLAIN.num_iterations)
-        chex.clear_trace_counter()
-        jitted = jax.jit(chex.assert_max_traces(chunk, n=1))
-        state, _ = jitted(state, jax.random.key(1), jnp.int32(0), HPARAMS)
-        state, m2 = jitted(state, jax.random.key(1), jnp.int32(3), HPARAMS)
+        state, (_, m2) = testing.run_chunks_compiling_once(dqn, PLAIN, HPARAMS, 3)
         assert int(state.env_steps) == PLAIN.total_timesteps and int(state.step) == 5
         assert np.isfinite(m2["loss/total"][0]) and np.isnan(m2["loss/total"][1:]).all()
 
