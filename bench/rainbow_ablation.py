@@ -22,7 +22,7 @@ compilation caches and thread pools cannot affect another's time, and a variant 
 hangs (XLA:CPU has deadlocked vmapped runs here, see bench/RESULTS.md) is stopped after
 `--timeout` seconds and reported as such instead of stalling the table.
 
-Run (CPU, from the repository root; about an hour on a quiet 2-core machine):
+Run (CPU, from the repository root; 40-55 minutes on our shared 2-core machine):
 
     nice -n 5 .venv/bin/python bench/rainbow_ablation.py --json-out runs/rainbow_ablation.json
 
