@@ -93,15 +93,19 @@ def measure(fn, args: tuple, env_steps: int, repeats: int, label: str | None = N
 
 def measure_train(agent, config, hparams, num_seeds: int, repeats: int,
                   steps_per_seed: int | None = None):
-    """`measure` of a jaxrl agent: `jax.vmap(agent.make_train(config), (0, None))` over
-    `num_seeds` keys split from `jax.random.key(0)`, the same `hparams` for all.
+    """`measure` of a jaxrl agent: `runner.vmap_seeds(agent.make_train(config), (0, None))`
+    (a vmap, except at one seed) over `num_seeds` keys split from `jax.random.key(0)`, the
+    same `hparams` for all.
 
     Env steps = `steps_per_seed` (default: `config.num_iterations * config.batch_size`)
     x `num_seeds`.  Returns (result dict with the run's shape, output of the last call).
     """
     import jax
 
-    fn = jax.vmap(agent.make_train(config), in_axes=(0, None))
+    from jaxrl import runner
+
+    # What `jaxrl train` runs: one seed unvmapped (like the peers' one-seed runs).
+    fn = runner.vmap_seeds(agent.make_train(config), (0, None))
     keys = jax.random.split(jax.random.key(0), num_seeds)
     if steps_per_seed is None:
         steps_per_seed = config.num_iterations * config.batch_size

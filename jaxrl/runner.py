@@ -5,11 +5,11 @@ Two forms of the same run:
 * `make_train(init, iteration, num_iterations) -> train(key, hparams)`: the whole run as
   one pure function, to be `jax.jit`-ed and `jax.vmap`-ed over seeds and hyperparameters.
 * `run(...)`: the host loop used by the CLI. It jits a chunk of K iterations vmapped over
-  seeds, and between chunks it logs, advances the progress bar and checkpoints (through
-  `Callback`s). Iteration `i` always uses `fold_in(run_key, i)`, a pure function of the
-  seed and `i`, so a chunked run computes exactly what the one-function run computes, and
-  a run resumed at iteration `N` (`run(start=Start(state, run_keys, N))`) continues
-  exactly like the uninterrupted one.
+  seeds (`vmap_seeds`: one seed runs unvmapped), and between chunks it logs, advances the
+  progress bar and checkpoints (through `Callback`s). Iteration `i` always uses
+  `fold_in(run_key, i)`, a pure function of the seed and `i`, so a chunked run computes
+  exactly what the one-function run computes, and a run resumed at iteration `N`
+  (`run(start=Start(state, run_keys, N))`) continues exactly like the uninterrupted one.
 
 Scaling across devices lives here and nowhere else: `run(devices=D)` shards the seed axis
 (or, for one seed, the env axis of `state.env_state` and `state.obs`) over a 1-D
@@ -106,6 +106,35 @@ def make_chunk(iteration: IterationFn, chunk_iterations: int, num_iterations: in
     return chunk
 
 
+def vmap_seeds(fn: Callable, in_axes: tuple[int | None, ...]) -> Callable:
+    """`jax.vmap(fn, in_axes)`, except that a mapped axis of size 1 is not vmapped.
+
+    With one seed (and unbatched hyperparameters) the arguments mapped by `in_axes` (0 or
+    None only) lose their leading axis, `fn` runs as written, and every output gains a
+    leading axis of 1 again: the result has the shapes, and the values, that `vmap` gives.
+    Why: under `vmap` XLA runs a replay agent's buffer writes as scatters and its warm-up
+    `lax.cond` as a select that computes both branches; one DQN seed at the PureJaxRL
+    CartPole configuration ran 1.6x slower vmapped over a batch of 1 than unvmapped on
+    this CPU (`bench/RESULTS.md`). The size is read from the shapes at trace time, so
+    this is still one function for `jax.jit`.
+    """
+    if any(axis not in (0, None) for axis in in_axes):
+        raise ValueError(f"vmap_seeds maps leading axes only: in_axes must be 0 or None, "
+                         f"got {in_axes}")
+    vmapped = jax.vmap(fn, in_axes=in_axes)
+
+    def call(*args):
+        sizes = {leaf.shape[0] for arg, axis in zip(args, in_axes) if axis == 0
+                 for leaf in jax.tree.leaves(arg)}
+        if sizes != {1}:
+            return vmapped(*args)
+        squeezed = [jax.tree.map(lambda x: x[0], arg) if axis == 0 else arg
+                    for arg, axis in zip(args, in_axes)]
+        return jax.tree.map(lambda x: x[None], fn(*squeezed))
+
+    return call
+
+
 def split_seed_keys(seed: int, num_seeds: int) -> jax.Array:
     """Per-seed keys `[S]`: seed `s` of a vmapped run equals `train(keys[s], hparams)`."""
     return jax.random.split(jax.random.key(seed), num_seeds)
@@ -137,7 +166,7 @@ def _make_init(init: InitFn, hparams_batched: bool):
         init_key, run_key = jax.random.split(key)
         return jax.tree.map(_strong, init(init_key, hp)), run_key
 
-    return jax.vmap(init_one, in_axes=(0, 0 if hparams_batched else None))
+    return vmap_seeds(init_one, (0, 0 if hparams_batched else None))
 
 
 def state_shapes(init: InitFn, hparams, *, seed: int = 0, num_seeds: int = 1,
@@ -357,7 +386,7 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
     chunk_one = make_chunk(iteration, chunk_iterations, num_iterations,
                            first_iteration=first_iteration)
     init_fn = jax.jit(_make_init(init, hparams_batched))
-    chunk_fn = jax.jit(jax.vmap(chunk_one, in_axes=(0, 0, None, hp_axis)), donate_argnums=0)
+    chunk_fn = jax.jit(vmap_seeds(chunk_one, (0, 0, None, hp_axis)), donate_argnums=0)
 
     state_sharding = seed_sharding = None
     if num_devices > 1:

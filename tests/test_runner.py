@@ -30,15 +30,16 @@ class Recorder:
         self.calls.append("end")
 
 
-@pytest.mark.parametrize("chunk", [2, 4, 6])
-def test_chunked_run_equals_one_function_train(chunk):
-    keys = runner.split_seed_keys(3, 2)
+@pytest.mark.parametrize("chunk, num_seeds", [(2, 2), (4, 2), (6, 1)])
+def test_chunked_run_equals_one_function_train(chunk, num_seeds):
+    keys = runner.split_seed_keys(3, num_seeds)
     _, expected = jax.jit(jax.vmap(ppo.make_train(CONFIG), in_axes=(0, None)))(keys, HPARAMS)
     init_fn, iteration_fn = ppo.make_parts(CONFIG)
     recorder = Recorder()
     result = runner.run(init_fn, iteration_fn, num_iterations=CONFIG.num_iterations,
                         steps_per_iteration=CONFIG.batch_size, hparams=HPARAMS, seed=3,
-                        num_seeds=2, chunk_iterations=chunk, devices=1, callbacks=[recorder])
+                        num_seeds=num_seeds, chunk_iterations=chunk, devices=1,
+                        callbacks=[recorder])
     for name, value in expected.items():
         np.testing.assert_allclose(result.metrics[name], np.asarray(value), rtol=1e-6,
                                    atol=1e-6, err_msg=name)
@@ -46,6 +47,28 @@ def test_chunked_run_equals_one_function_train(chunk):
     assert firsts == list(range(0, 6, chunk)) and recorder.calls[-1] == "end"
     assert recorder.calls[-2][2] == CONFIG.total_timesteps // CONFIG.batch_size * 64
     assert result.compile_time_s > 0 and result.env_steps == 6 * 64
+
+
+def test_one_seed_runs_unvmapped_with_vmaps_shapes_and_values():
+    """`vmap_seeds` over one seed: the program is not batched (a `cond` on a mapped value
+    stays a `cond` instead of a select), yet the outputs equal `jax.vmap`'s. (The runner's
+    one-seed chunks are checked against a vmapped train in the test above, chunk=6.)"""
+
+    def f(key, x, scale):
+        return jax.lax.cond(x.sum() > 0, lambda: x * scale, lambda: -x), jax.random.bits(key)
+
+    for num_seeds in (1, 2):
+        keys = runner.split_seed_keys(0, num_seeds)
+        x = np.arange(3 * num_seeds, dtype=np.float32).reshape(num_seeds, 3) - 1.0
+        ours, vmapped = runner.vmap_seeds(f, (0, 0, None)), jax.vmap(f, (0, 0, None))
+        jaxpr = str(jax.make_jaxpr(ours)(keys, x, 2.0))
+        assert ("cond[" in jaxpr) == (num_seeds == 1), jaxpr  # vmap makes it a select
+        got, want = ours(keys, x, 2.0), vmapped(keys, x, 2.0)
+        assert jax.tree.map(np.shape, got) == jax.tree.map(np.shape, want)
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_array_equal(g, w)
+    with pytest.raises(ValueError, match="in_axes must be 0 or None"):
+        runner.vmap_seeds(f, (1, 0, None))
 
 
 def test_hparams_batched_per_seed():
