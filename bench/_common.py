@@ -237,11 +237,14 @@ def run_rejax(script: Path, extra: list[str], timeout: float, label: str) -> dic
 
 
 def run_sb3(algo: str, total: int, learning_starts: int, buffer_size: int, num_envs: int,
-            repeats: int, timeout: float, label: str) -> dict:
-    """Set up bench/.sb3-venv if needed and run `_sb3_peer.py` in it."""
+            repeats: int, timeout: float, label: str, hidden: str | None = None) -> dict:
+    """Set up bench/.sb3-venv if needed and run `_sb3_peer.py` in it (`hidden`: e.g.
+    "64,64", the hidden widths; None: the peer script's default for `algo`)."""
     args = [str(SB3_SCRIPT), "--algo", algo, "--total-timesteps", str(total),
             "--learning-starts", str(learning_starts), "--buffer-size", str(buffer_size),
             "--num-envs", str(num_envs), "--repeats", str(repeats)]
+    if hidden is not None:
+        args += ["--hidden", hidden]
     return _run_in_venv(ensure_sb3_venv, args, label, timeout, "SB3", "SB3")
 
 

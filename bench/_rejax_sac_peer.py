@@ -56,6 +56,7 @@ def main():
     p.add_argument("--num-envs", type=int, default=1)
     p.add_argument("--learning-starts", type=int, default=1000)
     p.add_argument("--buffer-size", type=int, default=100_000)
+    p.add_argument("--hidden", default="256,256", help="hidden widths of actor and critics")
     p.add_argument("--buffer-variant", type=int, default=0,
                    help="also measure 1 seed with this buffer_size (0: off)")
     rejax_args(p)
@@ -80,7 +81,7 @@ def main():
             gamma=0.99,
             polyak=0.995,
             target_update_freq=1,
-            hidden_layer_sizes=(256, 256),
+            hidden_layer_sizes=tuple(int(w) for w in args.hidden.split(",")),
             agent_kwargs={"activation": "relu"},
         )
 

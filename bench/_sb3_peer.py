@@ -59,6 +59,11 @@ import time
 from _peer_common import emit, log, run_stats
 
 
+def widths(hidden: str | None, default: list[int]) -> list[int]:
+    """Hidden widths from "64,64" (`--hidden`), else `default`."""
+    return default if hidden is None else [int(w) for w in hidden.split(",")]
+
+
 def build(algo: str, args, seed: int):
     import torch
     from stable_baselines3 import DQN, SAC
@@ -73,7 +78,8 @@ def build(algo: str, args, seed: int):
             train_freq=1, gradient_steps=1, target_update_interval=500,
             exploration_fraction=0.5, exploration_initial_eps=1.0,
             exploration_final_eps=0.05, max_grad_norm=1000.0,
-            policy_kwargs={"net_arch": [120, 84], "activation_fn": torch.nn.ReLU},
+            policy_kwargs={"net_arch": widths(args.hidden, [120, 84]),
+                           "activation_fn": torch.nn.ReLU},
             device="cpu", seed=seed, verbose=0,
         )
     env = make_vec_env("Pendulum-v1", n_envs=args.num_envs, seed=seed)
@@ -83,7 +89,8 @@ def build(algo: str, args, seed: int):
         learning_starts=args.learning_starts, batch_size=256, tau=0.005, gamma=0.99,
         train_freq=1, gradient_steps=1, ent_coef="auto", target_update_interval=1,
         target_entropy="auto",
-        policy_kwargs={"net_arch": [256, 256], "activation_fn": torch.nn.ReLU},
+        policy_kwargs={"net_arch": widths(args.hidden, [256, 256]),
+                       "activation_fn": torch.nn.ReLU},
         device="cpu", seed=seed, verbose=0,
     )
 
@@ -96,6 +103,8 @@ def main():
     p.add_argument("--buffer-size", type=int, required=True)
     p.add_argument("--num-envs", type=int, required=True)
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--hidden", default=None,
+                   help="hidden widths, e.g. 64,64 (default: dqn 120,84; sac 256,256)")
     p.add_argument("--torch-threads", type=int, default=1,
                    help="torch.set_num_threads (0: leave torch's default)")
     args = p.parse_args()

@@ -12,9 +12,10 @@ budget than a 1e5 learning run, because one SAC update costs 10-30 ms on these c
 for every system, so 1e5 steps would take about an hour per timed call; steady steps/s
 is a rate, and SB3's excludes its warm-up), replay buffer 1e5 transitions, batch 256,
 learning starts after 1000 env steps, one gradient step per env step, 256x256 ReLU
-actor (tanh-squashed Gaussian) and twin critics, Adam 3e-4 for actor, critics and
-temperature, gamma 0.99, Polyak tau 0.005 after every update, automatic entropy
-temperature from alpha 1 toward target entropy -1 (= -dim A).
+actor (tanh-squashed Gaussian) and twin critics (`--hidden 64,64`: jaxrl's default size,
+for all three systems), Adam 3e-4 for actor, critics and temperature, gamma 0.99, Polyak
+tau 0.005 after every update, automatic entropy temperature from alpha 1 toward target
+entropy -1 (= -dim A).
 
 What is measured (each in its own subprocess):
 
@@ -52,6 +53,7 @@ Ratios printed at the end (targets in brackets):
 Run (CPU, from the repository root):
 
     .venv/bin/python bench/sac_pendulum.py --json-out runs/bench_sac_cpu.json
+    .venv/bin/python bench/sac_pendulum.py --hidden 64,64 --json-out runs/bench_sac64.json
 
 The script re-invokes itself with `--worker jaxrl` for our subprocesses; that mode
 prints one JSON line and is not meant to be used by hand.
@@ -103,7 +105,7 @@ OPTIONAL_HPARAMS = {"actor_learning_rate": 3e-4, "alpha": 1.0, "max_grad_norm": 
 
 
 def measure_jaxrl(num_seeds: int, total_timesteps: int, rollout_len: int, repeats: int,
-                  learning_starts: int, buffer_size: int) -> dict:
+                  learning_starts: int, buffer_size: int, hidden: str = "256,256") -> dict:
     """Compile time and steady env steps/s of jaxrl SAC, `num_seeds` seeds vmapped."""
     import numpy as np
     from jaxrl.agents import REGISTRY
@@ -123,7 +125,7 @@ def measure_jaxrl(num_seeds: int, total_timesteps: int, rollout_len: int, repeat
         learning_starts=learning_starts,
         train_frequency=1,
         gradient_steps=1,
-        hidden_sizes=(256, 256),
+        hidden_sizes=tuple(int(w) for w in hidden.split(",")),
         activation="relu",
         **{k: v for k, v in OPTIONAL_CONFIG.items() if k in config_fields},
     )
@@ -168,13 +170,17 @@ def main() -> None:
                    help="also time rejax (1 seed) without its final evaluation")
     p.add_argument("--sb3-total-timesteps", type=int, default=SB3_TOTAL_TIMESTEPS)
     p.add_argument("--sb3-repeats", type=int, default=2)
+    p.add_argument("--hidden", default="256,256",
+                   help="hidden widths of actor and critics, for all three systems "
+                        "(jaxrl's SAC default is 64,64)")
     add_driver_args(p, skip=("rejax", "sb3", "ours"))
     args = p.parse_args()
 
     if args.worker == "jaxrl":
         emit_with_devices(measure_jaxrl(args.num_seeds, args.total_timesteps,
                                         args.rollout_len, args.repeats,
-                                        args.learning_starts, args.buffer_size))
+                                        args.learning_starts, args.buffer_size,
+                                        args.hidden))
         return
 
     machine, results = begin_results(args)
@@ -187,7 +193,7 @@ def main() -> None:
                  "--buffer-size", str(B), "--num-envs", str(NUM_ENVS),
                  "--repeats", str(args.repeats), "--num-seeds", str(S),
                  "--repeats-multi", str(args.repeats_multi),
-                 "--buffer-variant", str(args.rejax_buffer_variant)]
+                 "--buffer-variant", str(args.rejax_buffer_variant), "--hidden", args.hidden]
         if args.rejax_no_eval_variant:
             extra.append("--no-eval-variant")
         peers["rejax"] = run_rejax(REJAX_SCRIPT, extra, args.timeout,
@@ -195,20 +201,20 @@ def main() -> None:
     if not args.skip_sb3:
         peers["sb3"] = run_sb3("sac", sb3_T, LS, B, NUM_ENVS, args.sb3_repeats, args.timeout,
                                f"peer: Stable-Baselines3 SAC, {sb3_T} steps "
-                               f"(learning_starts {LS})")
+                               f"(learning_starts {LS})", hidden=args.hidden)
 
     ours = results["ours"] = {}
     if not args.skip_ours:
         ours["one_seed"] = run_json(
             worker_cmd(__file__, "jaxrl", num_seeds=1, total_timesteps=T,
                        learning_starts=LS, buffer_size=B, rollout_len=args.rollout_len,
-                       repeats=args.repeats),
+                       repeats=args.repeats, hidden=args.hidden),
             "ours: jaxrl SAC, 1 seed", args.timeout)
         if S > 1 and "unavailable" not in ours["one_seed"] and "error" not in ours["one_seed"]:
             ours["multi_seed"] = run_json(
                 worker_cmd(__file__, "jaxrl", num_seeds=S, total_timesteps=T,
                            learning_starts=LS, buffer_size=B, rollout_len=args.rollout_len,
-                           repeats=args.repeats_multi),
+                           repeats=args.repeats_multi, hidden=args.hidden),
                 f"ours: jaxrl SAC, {S} seeds vmapped", args.timeout)
     end_results(results)
 
@@ -247,7 +253,7 @@ def main() -> None:
     results["ratios"] = ratios
     header = run_header(results)
     header.append(f"budget: {T:,} env steps per seed (SB3 {sb3_T:,}), learning_starts "
-                  f"{LS:,}, buffer {B:,}")
+                  f"{LS:,}, buffer {B:,}, hidden {args.hidden}")
     if rejax is not None and "error" not in rejax:
         header.append(f"rejax {rejax.get('rejax_version')}, jax {rejax.get('jax_version')}: "
                       f"{rejax.get('num_updates'):,} updates; {rejax.get('replay_sampling')}")
