@@ -200,7 +200,7 @@ def _execute(run: Run, out: str, *, start: runner.Start | None, progress: bool, 
                         steps_per_iteration=steps, hparams=run.hparams, seed=opts["seed"],
                         num_seeds=opts["num_seeds"], chunk_iterations=opts["chunk_iterations"],
                         devices=opts.get("devices"), num_envs=config.num_envs, callbacks=cbs,
-                        start=start)
+                        start=start, seed_batch=opts.get("seed_batch"))
     if resumed:  # the whole run's metrics, for the summary and the curve
         _, metrics = read_metrics(os.path.join(out, "metrics.jsonl"))
         result = dataclasses.replace(result, metrics=metrics,
@@ -242,6 +242,7 @@ def _finish(run: Run, out: str, result: runner.RunResult, *, quiet: bool) -> dic
 
 def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
           seed: int = 0, num_seeds: int = 1, devices: int | None = None,
+          seed_batch: int | None = None,
           chunk_iterations: int | None = None, progress: bool = True,
           overwrite: bool = False, quiet: bool = False, eval_episodes: int = 0,
           tensorboard: bool = False, wandb: bool = False, wandb_project: str | None = None,
@@ -255,6 +256,7 @@ def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
       agent: the agent module (`jaxrl.agents.ppo`, ...).
       config, hparams: the agent's `Config` and `HParams`.
       out: run folder; must not already hold a run unless `overwrite`.
+      seed_batch: seeds computed side by side (None: all, vmapped); see `runner.run`.
       chunk_iterations: iterations per jitted chunk (default about 1/20 of the run); the
         value used is recorded in `config.json` so that `resume` keeps the same chunks.
       tensorboard: also write TensorBoard events to `out/tensorboard` (tensorboardX).
@@ -285,6 +287,7 @@ def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
     if keep_checkpoints is None:
         raise ConfigError("keep_checkpoints must be a positive integer, got None")
     runner.choose_devices(devices, num_seeds, config.num_envs)  # validate before any work
+    runner.check_seed_batch(seed_batch)
     try:
         agent.setup(config)  # build the env and network now: a failure leaves no folder
     except ConfigError:
@@ -294,6 +297,7 @@ def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None
     prepare_out_dir(out, overwrite=overwrite)
     options = {"seed": seed, "num_seeds": num_seeds, "devices": devices,
+               "seed_batch": seed_batch,
                "chunk_iterations": runner.default_chunk_iterations(config.num_iterations,
                                                                    chunk_iterations),
                "checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints,

@@ -106,33 +106,59 @@ def make_chunk(iteration: IterationFn, chunk_iterations: int, num_iterations: in
     return chunk
 
 
-def vmap_seeds(fn: Callable, in_axes: tuple[int | None, ...]) -> Callable:
-    """`jax.vmap(fn, in_axes)`, except that a mapped axis of size 1 is not vmapped.
+def vmap_seeds(fn: Callable, in_axes: tuple[int | None, ...], *,
+               seed_batch: int | None = None) -> Callable:
+    """`jax.vmap(fn, in_axes)` over seeds, or a loop over them, with vmap's shapes and values.
 
     With one seed (and unbatched hyperparameters) the arguments mapped by `in_axes` (0 or
     None only) lose their leading axis, `fn` runs as written, and every output gains a
-    leading axis of 1 again: the result has the shapes, and the values, that `vmap` gives.
-    Why: under `vmap` XLA runs a replay agent's buffer writes as scatters and its warm-up
-    `lax.cond` as a select that computes both branches; one DQN seed at the PureJaxRL
-    CartPole configuration ran 1.6x slower vmapped over a batch of 1 than unvmapped on
-    this CPU (`bench/RESULTS.md`). The size is read from the shapes at trace time, so
-    this is still one function for `jax.jit`.
+    leading axis of 1 again. With `seed_batch = k` smaller than the number of seeds, the
+    seeds run `k` at a time, one group after another, in one program (`lax.map`).
+    Why: under `vmap` XLA:CPU runs a replay agent's buffer writes as scatters and its
+    warm-up `lax.cond` as a select that computes both branches. One DQN seed at the
+    PureJaxRL CartPole configuration ran 1.6x slower vmapped over a batch of 1 than
+    unvmapped. Smaller groups also bound the memory of large sweeps, and on a CPU they
+    are sometimes faster: 8 DQN seeds at that configuration took 25.4 s vmapped and 17.3 s
+    one at a time, but at DQN's defaults one at a time was 6% slower (`bench/RESULTS.md`).
+    Sizes are read from the shapes at trace time, so this is still one function for
+    `jax.jit`. Values agree with `vmap` to float rounding, which a long RL run amplifies:
+    per-seed returns of a long run differ between group sizes.
     """
     if any(axis not in (0, None) for axis in in_axes):
         raise ValueError(f"vmap_seeds maps leading axes only: in_axes must be 0 or None, "
                          f"got {in_axes}")
+    check_seed_batch(seed_batch)
     vmapped = jax.vmap(fn, in_axes=in_axes)
 
     def call(*args):
         sizes = {leaf.shape[0] for arg, axis in zip(args, in_axes) if axis == 0
                  for leaf in jax.tree.leaves(arg)}
-        if sizes != {1}:
+        size = sizes.pop() if len(sizes) == 1 else None
+        mapped = [i for i, axis in enumerate(in_axes) if axis == 0]
+        if size == 1:
+            squeezed = [jax.tree.map(lambda x: x[0], arg) if axis == 0 else arg
+                        for arg, axis in zip(args, in_axes)]
+            return jax.tree.map(lambda x: x[None], fn(*squeezed))
+        if size is None or seed_batch is None or seed_batch >= size:
             return vmapped(*args)
-        squeezed = [jax.tree.map(lambda x: x[0], arg) if axis == 0 else arg
-                    for arg, axis in zip(args, in_axes)]
-        return jax.tree.map(lambda x: x[None], fn(*squeezed))
+
+        def one_group(xs):
+            full = list(args)
+            for i, x in zip(mapped, xs):
+                full[i] = x
+            return fn(*full)
+
+        return jax.lax.map(one_group, [args[i] for i in mapped],
+                           batch_size=None if seed_batch == 1 else seed_batch)
 
     return call
+
+
+def check_seed_batch(seed_batch: int | None) -> None:
+    """Raise `ConfigError` unless `seed_batch` is None or a positive int."""
+    if seed_batch is not None and (type(seed_batch) is not int or seed_batch <= 0):
+        raise ConfigError(f"seed_batch must be a positive integer (seeds computed side by "
+                          f"side; None: all of them), got {seed_batch!r}")
 
 
 def split_seed_keys(seed: int, num_seeds: int) -> jax.Array:
@@ -155,7 +181,7 @@ def _strong(x: jax.Array) -> jax.Array:
     return jax.lax.convert_element_type(x, x.dtype)
 
 
-def _make_init(init: InitFn, hparams_batched: bool):
+def _make_init(init: InitFn, hparams_batched: bool, seed_batch: int | None = None):
     """`init_all(keys[S], hparams) -> (state[S, ...], run_keys[S])`, vmapped over seeds.
 
     Weak types are made strong: a state restored from a checkpoint has none, and it must
@@ -166,7 +192,7 @@ def _make_init(init: InitFn, hparams_batched: bool):
         init_key, run_key = jax.random.split(key)
         return jax.tree.map(_strong, init(init_key, hp)), run_key
 
-    return vmap_seeds(init_one, (0, 0 if hparams_batched else None))
+    return vmap_seeds(init_one, (0, 0 if hparams_batched else None), seed_batch=seed_batch)
 
 
 def state_shapes(init: InitFn, hparams, *, seed: int = 0, num_seeds: int = 1,
@@ -341,7 +367,7 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
         chunk_iterations: int | None = None, devices: int | None = None,
         num_envs: int | None = None, callbacks: Sequence[Callback] = (),
         env_fields: Sequence[str] = ("env_state", "obs"), check_finite_values: bool = True,
-        start: Start | None = None) -> RunResult:
+        start: Start | None = None, seed_batch: int | None = None) -> RunResult:
     """Train `num_seeds` seeds in chunks, calling `callbacks` on the host between chunks.
 
     Args:
@@ -358,6 +384,9 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
         finite, or (naming the seed, env copy, step and action) if a `GuardFinite` env
         wrapper saw a non-finite observation or reward; the callbacks never see that chunk, so logs and checkpoints end with the
         last good chunk.
+      seed_batch: seeds computed side by side (None: all, with `vmap`); smaller values run
+        groups of seeds one after another in one program (`vmap_seeds`): less memory, and
+        sometimes faster on a CPU. One device only. A resume uses the recorded value.
       start: continue a run from a checkpoint instead of calling `init`. Iteration `i`
         still uses `fold_in(run_keys[s], i)`, so when `start.iteration` is a chunk boundary
         of the original run (a multiple of `chunk_iterations`, where checkpoints are saved)
@@ -379,14 +408,20 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
                           f"{first_iteration!r}")
     chunk_iterations = default_chunk_iterations(num_iterations, chunk_iterations)
     num_devices = choose_devices(devices, num_seeds, num_envs)
+    check_seed_batch(seed_batch)
+    if seed_batch is not None and num_devices > 1:
+        raise ConfigError(f"seed_batch ({seed_batch}) runs seeds in groups on one device; "
+                          f"it cannot be combined with sharding over {num_devices} devices "
+                          f"(use devices=1, or leave seed_batch unset)")
     t_start = time.perf_counter()
 
     keys = split_seed_keys(seed, num_seeds)
     hp_axis = 0 if hparams_batched else None
     chunk_one = make_chunk(iteration, chunk_iterations, num_iterations,
                            first_iteration=first_iteration)
-    init_fn = jax.jit(_make_init(init, hparams_batched))
-    chunk_fn = jax.jit(vmap_seeds(chunk_one, (0, 0, None, hp_axis)), donate_argnums=0)
+    init_fn = jax.jit(_make_init(init, hparams_batched, seed_batch))
+    chunk_fn = jax.jit(vmap_seeds(chunk_one, (0, 0, None, hp_axis), seed_batch=seed_batch),
+                       donate_argnums=0)
 
     state_sharding = seed_sharding = None
     if num_devices > 1:

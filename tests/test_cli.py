@@ -77,6 +77,7 @@ BAD_INPUTS = [
     ("num-seeds-zero", ["train", "ppo", *TINY, "--num-seeds", "0"], r"num[-_]seeds"),
     ("devices-too-many", ["train", "ppo", *TINY, "--devices", "99"], r"devices"),
     ("seed-negative", ["train", "ppo", *TINY, "--seed", "-1"], r"seed"),
+    ("seed-batch-zero", ["train", "ppo", *TINY, "--seed-batch", "0"], r"seed[-_]batch"),
     ("chunk-iterations-zero", ["train", "ppo", *TINY, "--chunk-iterations", "0"],
      r"chunk[-_]iterations"),
     ("eval-episodes-negative", ["train", "ppo", *TINY, "--eval-episodes", "-1"],

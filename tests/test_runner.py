@@ -30,8 +30,8 @@ class Recorder:
         self.calls.append("end")
 
 
-@pytest.mark.parametrize("chunk, num_seeds", [(2, 2), (4, 2), (6, 1)])
-def test_chunked_run_equals_one_function_train(chunk, num_seeds):
+@pytest.mark.parametrize("chunk, num_seeds, seed_batch", [(2, 2, None), (4, 2, 1), (6, 1, None)])
+def test_chunked_run_equals_one_function_train(chunk, num_seeds, seed_batch):
     keys = runner.split_seed_keys(3, num_seeds)
     _, expected = jax.jit(jax.vmap(ppo.make_train(CONFIG), in_axes=(0, None)))(keys, HPARAMS)
     init_fn, iteration_fn = ppo.make_parts(CONFIG)
@@ -39,7 +39,7 @@ def test_chunked_run_equals_one_function_train(chunk, num_seeds):
     result = runner.run(init_fn, iteration_fn, num_iterations=CONFIG.num_iterations,
                         steps_per_iteration=CONFIG.batch_size, hparams=HPARAMS, seed=3,
                         num_seeds=num_seeds, chunk_iterations=chunk, devices=1,
-                        callbacks=[recorder])
+                        callbacks=[recorder], seed_batch=seed_batch)
     for name, value in expected.items():
         np.testing.assert_allclose(result.metrics[name], np.asarray(value), rtol=1e-6,
                                    atol=1e-6, err_msg=name)
@@ -49,26 +49,44 @@ def test_chunked_run_equals_one_function_train(chunk, num_seeds):
     assert result.compile_time_s > 0 and result.env_steps == 6 * 64
 
 
-def test_one_seed_runs_unvmapped_with_vmaps_shapes_and_values():
-    """`vmap_seeds` over one seed: the program is not batched (a `cond` on a mapped value
-    stays a `cond` instead of a select), yet the outputs equal `jax.vmap`'s. (The runner's
-    one-seed chunks are checked against a vmapped train in the test above, chunk=6.)"""
+@pytest.mark.parametrize("num_seeds, seed_batch", [(1, None), (2, None), (4, 1), (4, 2),
+                                                   (3, 2), (2, 5)])
+def test_vmap_seeds_has_vmaps_shapes_and_values(num_seeds, seed_batch):
+    """`vmap_seeds` gives `jax.vmap`'s outputs. Over one seed the program is not batched
+    (a `cond` on a mapped value stays a `cond` instead of a select); with `seed_batch`
+    below the seed count the seeds run in groups in a loop (where a batch of 1 also keeps
+    the `cond`). The runner's one-seed and seed_batch=1 chunks are checked against a
+    vmapped train in the test above."""
 
     def f(key, x, scale):
         return jax.lax.cond(x.sum() > 0, lambda: x * scale, lambda: -x), jax.random.bits(key)
 
-    for num_seeds in (1, 2):
-        keys = runner.split_seed_keys(0, num_seeds)
-        x = np.arange(3 * num_seeds, dtype=np.float32).reshape(num_seeds, 3) - 1.0
-        ours, vmapped = runner.vmap_seeds(f, (0, 0, None)), jax.vmap(f, (0, 0, None))
-        jaxpr = str(jax.make_jaxpr(ours)(keys, x, 2.0))
-        assert ("cond[" in jaxpr) == (num_seeds == 1), jaxpr  # vmap makes it a select
-        got, want = ours(keys, x, 2.0), vmapped(keys, x, 2.0)
-        assert jax.tree.map(np.shape, got) == jax.tree.map(np.shape, want)
-        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-            np.testing.assert_array_equal(g, w)
+    keys = runner.split_seed_keys(0, num_seeds)
+    x = np.arange(3 * num_seeds, dtype=np.float32).reshape(num_seeds, 3) - 1.0
+    ours = runner.vmap_seeds(f, (0, 0, None), seed_batch=seed_batch)
+    jaxpr = str(jax.make_jaxpr(ours)(keys, x, 2.0))
+    unbatched = num_seeds == 1 or seed_batch == 1
+    assert ("cond[" in jaxpr) == unbatched, jaxpr  # vmap makes the cond a select
+    looped = seed_batch is not None and seed_batch < num_seeds
+    assert ("scan[" in jaxpr) == looped, jaxpr
+    got, want = ours(keys, x, 2.0), jax.vmap(f, (0, 0, None))(keys, x, 2.0)
+    assert jax.tree.map(np.shape, got) == jax.tree.map(np.shape, want)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_vmap_seeds_and_run_refuse_bad_arguments():
+    f = lambda key, x: x  # noqa: E731
     with pytest.raises(ValueError, match="in_axes must be 0 or None"):
-        runner.vmap_seeds(f, (1, 0, None))
+        runner.vmap_seeds(f, (1, 0))
+    for bad in (0, -1, 1.5, "2"):
+        with pytest.raises(ConfigError, match="seed_batch must be a positive integer"):
+            runner.vmap_seeds(f, (0, 0), seed_batch=bad)
+    init_fn, iteration_fn = ppo.make_parts(CONFIG)
+    with pytest.raises(ConfigError, match="seed_batch must be a positive integer"):
+        runner.run(init_fn, iteration_fn, num_iterations=CONFIG.num_iterations,
+                   steps_per_iteration=CONFIG.batch_size, hparams=HPARAMS, num_seeds=2,
+                   devices=1, seed_batch=0)
 
 
 def test_hparams_batched_per_seed():
@@ -99,6 +117,7 @@ SHARDING_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     from jaxrl import runner
     from jaxrl.agents import ppo
+    from jaxrl.config import ConfigError
     assert jax.local_device_count() == 8, jax.local_device_count()
     out = {}
     for name, seeds, num_envs in (("seeds", 8, 4), ("envs", 1, 8)):
@@ -121,6 +140,12 @@ SHARDING_SCRIPT = textwrap.dedent("""
         out[name] = {"metric_diff": max(diffs.values()), "param_diff": pdiff,
                      "num_devices_used": len(sharding.device_set),
                      "spec": str(sharding.spec)}
+    try:
+        runner.run(init_fn, it_fn, num_iterations=config.num_iterations,
+                   steps_per_iteration=config.batch_size, hparams=hp, num_seeds=8, devices=8,
+                   seed_batch=1)
+    except ConfigError as e:
+        out["seed_batch_error"] = str(e)
     print("RESULT " + json.dumps(out))
 """)
 
@@ -139,6 +164,8 @@ def test_sharded_run_equals_unsharded():
         assert out[name]["param_diff"] <= 1e-5, out
     assert out["seeds"]["spec"].startswith("P('d'"), out
     assert out["envs"]["spec"].startswith("P(None, 'd'"), out
+    error = out.get("seed_batch_error", "")
+    assert "seed_batch (1)" in error and "8 devices" in error, out
 
 
 HANG_SCRIPT = textwrap.dedent("""
