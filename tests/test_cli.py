@@ -303,11 +303,17 @@ def _fake_run(path, *, metrics=False, checkpoint_junk=False, checkpoint_damaged=
                                         experiment._checkpoint_meta(run))
         saver.save(2, jax.tree.map(zeros, {"state": state, "run_keys": keys}))
         saver.close()
+        # Only the array data (OCDBT's `d/` folders): damaging the JSON side files too made
+        # the error depend on which file orbax happened to read first.
+        damaged = 0
         for root, _, files in os.walk(path / "checkpoints" / "2" / "state"):
+            if os.path.basename(root) != "d":
+                continue
             for name in files:
-                if "metadata" not in name.lower():
-                    with open(os.path.join(root, name), "wb") as f:
-                        f.write(b"\0damaged")
+                with open(os.path.join(root, name), "wb") as f:
+                    f.write(b"\0damaged")
+                damaged += 1
+        assert damaged, "no array data files found to damage"
 
 
 # (id, how to build RUN, argv with RUN for the folder, the regex the error line must match)
@@ -326,7 +332,9 @@ BAD_RUN_FOLDERS = [
     ("eval-corrupted-checkpoint", {"checkpoint_junk": True}, ["eval", "RUN"],
      r"checkpoint .*RUN/checkpoints/2 is unreadable or corrupted"),
     ("eval-damaged-array-data", {"checkpoint_damaged": True}, ["eval", "RUN"],
-     r"checkpoint .*RUN/checkpoints/2 is unreadable or corrupted \(ValueError: DATA_LOSS"),
+     # tensorstore's status code depends on which damaged block it reads first.
+     r"checkpoint .*RUN/checkpoints/2 is unreadable or corrupted \(ValueError: "
+     r"(DATA_LOSS|OUT_OF_RANGE): .*delete it to use an earlier one$"),
     ("eval-unknown-checkpoint", {"checkpoint_junk": True},
      ["eval", "RUN", "--checkpoint", "5"], r"checkpoint 5 is not in .*available: 2"),
     ("plot-without-metrics", {}, ["plot", "RUN", "--out", "OUT/c.png"],
