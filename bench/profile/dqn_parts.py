@@ -8,13 +8,10 @@ import _timing
 import jax
 
 from jaxrl.agents import dqn
+from vmap_one_seed import DQN_HPARAMS, dqn_config
 
-CONFIG = dqn.Config(env="CartPole-v1", num_envs=10, rollout_len=100, total_timesteps=500_000,
-                    buffer_size=10_000, minibatch_size=128, learning_starts=10_000,
-                    train_frequency=1, gradient_steps=1, target_update_period=50,
-                    hidden_sizes=(120, 84), activation="relu", anneal_lr=False, loss="mse")
-HPARAMS = dqn.HParams.create(learning_rate=2.5e-4, gamma=0.99, tau=1.0, epsilon_start=1.0,
-                             epsilon_end=0.05, exploration_fraction=0.5)
+CONFIG = dqn_config(500_000)
+HPARAMS = DQN_HPARAMS
 N = 500
 
 
