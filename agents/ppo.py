@@ -10,7 +10,7 @@ Each iteration acts `rollout_len` steps in `num_envs` vmapped envs, computes val
 log-probabilities for the whole batch in one pass, estimates truncation-aware GAE
 advantages, then runs `num_epochs` epochs of `num_minibatches` shuffled minibatches.
 
-A `KLConfig` switches the actor objective to the paper's section 4 (the lecture's PPO1):
+`objective = "kl"` switches the actor objective to the paper's section 4 (PPO1):
 maximise `E[ratio * A] - beta * KL(pi_old || pi)`, with the exact KL between the action
 distributions averaged over the batch's states. After each iteration, `beta` (part of the
 training state) is doubled if the measured KL exceeds `kl_max` and halved below `kl_min`.
@@ -28,60 +28,53 @@ import optax
 import rlax
 from flax import struct
 
-from jaxrl import actor_critic, losses, networks, rollout, runner
+from jaxrl import actor_critic, losses, networks, optim, rollout
 from jaxrl import config as cfg
 from jaxrl.actor_critic import Batch, State, act, greedy_act, setup  # noqa: F401 - API
+from jaxrl.agent import Agent, Setup
 from jaxrl.config import ConfigError, hparam
 from jaxrl.types import Params, PRNGKey, Transition
 
+OBJECTIVES = ("clip", "kl")
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Config(actor_critic.RolloutSizes):
+class Config(actor_critic.OnPolicyConfig):
     """Static PPO configuration. Defaults are PureJaxRL's CartPole settings.
 
+    The fields not listed are `jaxrl.actor_critic.OnPolicyConfig`'s.
+
     Attributes:
-      env: registered environment id (`jaxrl list`).
-      num_envs: parallel environment copies per seed (`N`).
-      rollout_len: steps per env per iteration (`T`).
-      total_timesteps: env steps per seed over the whole run.
+      objective: `clip` (the clipped surrogate, PPO2) or `kl` (an adaptive KL penalty,
+        PPO1; its coefficient and band are hyperparameters).
       num_epochs: passes over each batch.
       num_minibatches: minibatches per epoch; must divide `num_envs * rollout_len`.
-      hidden_sizes: widths of the actor's and the critic's hidden layers.
-      activation: hidden activation (`tanh`, `relu`, `gelu`, `elu`, `silu`).
       shared_trunk: one torso for actor and critic instead of two.
       anneal_lr: decay the learning rate linearly to 0 over the run.
-      clip_value_loss: use the clipped value loss (else plain squared error).
-      normalize_advantages: standardise advantages within each minibatch.
-      normalize_obs: normalise observations by running statistics (per env copy).
-      skip_nonfinite: skip updates whose gradient is NaN or infinite, counting them;
-        fatal after this many in a row (0: off, every non-finite value stops the run).
+      clip_value_loss: use the clipped value loss (else plain squared error; `clip` only).
     """
 
-    env: str = "CartPole-v1"
     num_envs: int = 4
     rollout_len: int = 128
     total_timesteps: int = 500_000
+    objective: str = "clip"
     num_epochs: int = 4
     num_minibatches: int = 4
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
     shared_trunk: bool = False
     anneal_lr: bool = True
     clip_value_loss: bool = True
     normalize_advantages: bool = True
-    normalize_obs: bool = False
-    skip_nonfinite: int = 0
 
     def __post_init__(self):
-        actor_critic.check_config(self, ("num_epochs", "num_minibatches"))
-        if self.clip_value_loss and isinstance(self, KLConfig):
+        super().__post_init__()
+        cfg.check_choice("objective", self.objective, OBJECTIVES)
+        cfg.check_positive_int(self, ("num_epochs", "num_minibatches"))
+        if self.clip_value_loss and self.objective == "kl":
             raise ConfigError("clip_value_loss is a clipped-PPO option; the adaptive-KL "
-                              "variant uses the plain squared error (--no-clip-value-loss)")
-        if self.batch_size % self.num_minibatches:
-            raise ConfigError(
-                f"num_minibatches ({self.num_minibatches}) must divide num_envs * rollout_len "
-                f"({self.num_envs} * {self.rollout_len} = {self.batch_size})")
-        if self.normalize_advantages and self.batch_size // self.num_minibatches < 2:
+                              "objective uses the plain squared error (--no-clip-value-loss)")
+        self.check_divides("num_minibatches")
+        if (self.normalize_advantages
+                and self.steps_per_iteration // self.num_minibatches < 2):
             raise ConfigError("num_minibatches leaves minibatches of one transition, whose "
                               "normalised advantage is 0; use fewer minibatches or "
                               "--no-normalize-advantages")
@@ -96,16 +89,12 @@ class Config(actor_critic.RolloutSizes):
 class KLConfig(Config):
     """PPO with an adaptive KL penalty instead of clipping (PPO1), discrete or Gaussian.
 
-    The same fields as `Config`; the value loss is the plain squared error. The penalty
-    coefficient and its band are hyperparameters (`KLHParams`). Without clipping, more
-    epochs per batch are what bring the measured KL up to the band; 10 epochs with a
-    learning rate of 1e-3 solve CartPole on every seed we tried (`bench/RESULTS.md`).
-
-    Attributes:
-      num_epochs: passes over each batch.
-      clip_value_loss: must stay False (no clipping in this variant).
+    `Config` with `objective` `kl`, the plain squared-error value loss, and 10 epochs:
+    without clipping, more epochs per batch are what bring the measured KL up to the band
+    (`bench/RESULTS.md` has the seeds we tried).
     """
 
+    objective: str = "kl"
     num_epochs: int = 10
     clip_value_loss: bool = False
 
@@ -122,6 +111,10 @@ class HParams(cfg.HParamsBase):
       ent_coef: weight of the entropy bonus.
       vf_coef: weight of the value loss.
       max_grad_norm: threshold of global gradient-norm clipping.
+      beta_init: `kl` objective: initial penalty coefficient on KL(pi_old || pi).
+      kl_min: `kl` objective: below this measured KL, beta is divided by `kl_factor`.
+      kl_max: `kl` objective: above this measured KL, beta is multiplied by `kl_factor`.
+      kl_factor: `kl` objective: multiplicative step of beta (the paper's 2).
     """
 
     learning_rate: jax.Array = hparam(2.5e-4, low=0.0, low_open=True)
@@ -131,28 +124,13 @@ class HParams(cfg.HParamsBase):
     ent_coef: jax.Array = hparam(0.01, low=0.0)
     vf_coef: jax.Array = hparam(0.5, low=0.0)
     max_grad_norm: jax.Array = hparam(0.5, low=0.0, low_open=True)
-
-
-@struct.dataclass
-class KLHParams(HParams):
-    """`HParams` plus the adaptive KL penalty's; `clip_eps` is unused.
-
-    Attributes:
-      learning_rate: Adam step size (annealed linearly to 0 when `anneal_lr`).
-      beta_init: initial penalty coefficient on KL(pi_old || pi).
-      kl_min: below this measured KL, beta is divided by `kl_factor`.
-      kl_max: above this measured KL, beta is multiplied by `kl_factor`.
-      kl_factor: multiplicative step of beta (the paper's 2).
-    """
-
-    learning_rate: jax.Array = hparam(1e-3, low=0.0, low_open=True)
     beta_init: jax.Array = hparam(1.0, low=0.0, low_open=True)
     kl_min: jax.Array = hparam(0.01 / 1.5, low=0.0)
     kl_max: jax.Array = hparam(0.01 * 1.5, low=0.0, low_open=True)
     kl_factor: jax.Array = hparam(2.0, low=1.0, low_open=True)
 
     @classmethod
-    def create(cls, **values: float) -> "KLHParams":
+    def create(cls, **values: float) -> "HParams":
         """Validated hyperparameters; also requires `kl_min <= kl_max` (elementwise)."""
         hparams = super().create(**values)
         if np.any(np.asarray(hparams.kl_min) > np.asarray(hparams.kl_max)):
@@ -160,6 +138,17 @@ class KLHParams(HParams):
                 f"kl_min ({np.array2string(np.asarray(hparams.kl_min), precision=6)}) must "
                 f"not exceed kl_max ({np.array2string(np.asarray(hparams.kl_max), precision=6)})")
         return hparams
+
+
+@struct.dataclass
+class KLHParams(HParams):
+    """`HParams` for the `kl` objective: a larger default step size (`clip_eps` unused).
+
+    Attributes:
+      learning_rate: Adam step size (annealed linearly to 0 when `anneal_lr`).
+    """
+
+    learning_rate: jax.Array = hparam(1e-3, low=0.0, low_open=True)
 
 
 @struct.dataclass
@@ -171,35 +160,36 @@ class KLState(State):
 
 def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
     """Adam (eps 1e-5) after global-norm clipping, learning rate traced from `hparams`."""
-    return actor_critic.make_optimizer("adam", hparams.learning_rate, hparams.max_grad_norm,
-                                       config.num_updates if config.anneal_lr else None,
-                                       skip_nonfinite=config.skip_nonfinite)
+    return optim.make_optimizer("adam", hparams.learning_rate, hparams.max_grad_norm,
+                                config.num_updates if config.anneal_lr else None,
+                                skip_nonfinite=config.skip_nonfinite)
 
 
-def init(key: PRNGKey, config: Config, hparams: HParams) -> State:
+def init(key: PRNGKey, setup: Setup, hparams: HParams) -> State:
     """Fresh parameters, optimizer state and `num_envs` reset environments (and `beta`)."""
-    state = actor_critic.init(key, config, optimizer(hparams, config))
-    if isinstance(config, KLConfig):
+    state = actor_critic.init(key, setup, optimizer(hparams, setup.config))
+    if setup.config.objective == "kl":
         state = actor_critic.extend_state(state, KLState, beta=hparams.beta_init)
     return state
 
 
-def loss(params: Params, batch: Batch, hparams: HParams, config: Config,
+def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup,
          beta: jax.Array | float = 0.0):
     """PPO objective on a minibatch (eq. 9 of the paper, as a loss to minimise).
 
     Args:
       params: network parameters.
-      batch: `Batch` with leaves `[B, ...]` (with `policy_params` for a `KLConfig`).
-      beta: KL-penalty coefficient (`KLConfig` only; the state's `beta`).
+      batch: `Batch` with leaves `[B, ...]` (with `policy_params` for the `kl` objective).
+      beta: KL-penalty coefficient (`kl` objective only; the state's `beta`).
 
     Returns:
       `(total_loss, metrics)`: total = actor + vf_coef * value - ent_coef * entropy, where
-      actor is the clipped surrogate (eq. 7) or, for a `KLConfig`, the penalised
+      actor is the clipped surrogate (eq. 7) or, for the `kl` objective, the penalised
       surrogate `-(ratio * A) + beta * KL(pi_old || pi)` (eq. 8).
     """
-    policy_params, value = actor_critic.heads(params, batch.obs, config)
-    dist = networks.distribution(policy_params, setup(config).spec.discrete)
+    config = setup.config
+    policy_params, value = actor_critic.heads(params, batch.obs, setup)
+    dist = networks.distribution(policy_params, setup.spec.discrete)
     log_prob = dist.log_prob(batch.action)
     log_ratio = log_prob - batch.log_prob
     ratio = jnp.exp(log_ratio)
@@ -207,8 +197,8 @@ def loss(params: Params, batch: Batch, hparams: HParams, config: Config,
     if config.normalize_advantages:
         adv = actor_critic.standardize(adv)
     extra = {}
-    if isinstance(config, KLConfig):
-        kl = actor_critic.mean_kl(batch.policy_params, policy_params, config)
+    if config.objective == "kl":
+        kl = actor_critic.mean_kl(batch.policy_params, policy_params, setup)
         actor_loss = -(ratio * adv).mean() + beta * kl
         extra = {"ppo/kl": kl}
     else:
@@ -233,77 +223,58 @@ def loss(params: Params, batch: Batch, hparams: HParams, config: Config,
     return total, metrics
 
 
-def update(state: State, batch: Batch, hparams: HParams, config: Config):
+def update(state: State, batch: Batch, hparams: HParams, setup: Setup):
     """One gradient step on one minibatch.
 
     Returns:
       `(state, metrics)` with the loss metrics and `opt/grad_norm`.
     """
     loss_fn = loss
-    if isinstance(config, KLConfig):
+    if setup.config.objective == "kl":
         loss_fn = functools.partial(loss, beta=state.beta)
-    return actor_critic.gradient_step(loss_fn, state, batch, hparams, config,
-                                      optimizer(hparams, config))
+    return optim.gradient_step(loss_fn, state, batch, optimizer(hparams, setup.config),
+                               hparams, setup)
 
 
-def learn(state: State, batch: Batch, key: PRNGKey, hparams: HParams, config: Config):
-    """`num_epochs` epochs of `update` over shuffled minibatches of a `[B]` batch.
-
-    Returns:
-      `(state, metrics)`, metrics averaged over all minibatch updates.
-    """
-
-    def epoch(state, epoch_key):
-        perm = jax.random.permutation(epoch_key, config.batch_size)
-        minibatches = jax.tree.map(
-            lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch)
-        return jax.lax.scan(lambda st, mb: update(st, mb, hparams, config), state, minibatches)
-
-    state, metrics = jax.lax.scan(epoch, state, jax.random.split(key, config.num_epochs))
-    return state, jax.tree.map(jnp.mean, metrics)
-
-
-def make_batch(params: Params, traj: Transition, hparams: HParams, config: Config) -> Batch:
+def make_batch(params: Params, traj: Transition, hparams: HParams, setup: Setup) -> Batch:
     """`actor_critic.make_batch` with PPO's `gamma` and `gae_lambda`: `[T, N]` -> `[T*N]`."""
-    return actor_critic.make_batch(params, traj, hparams.gamma, hparams.gae_lambda, config,
-                                   keep_policy=isinstance(config, KLConfig))
+    return actor_critic.make_batch(params, traj, hparams.gamma, hparams.gae_lambda, setup,
+                                   keep_policy=setup.config.objective == "kl")
 
 
-def adapt_beta(state: KLState, batch: Batch, hparams: KLHParams, config: KLConfig):
+def adapt_beta(state: KLState, batch: Batch, hparams: HParams, setup: Setup):
     """Measure `KL(pi_old || pi_new)` over the batch's states and adapt `beta` (section 4).
 
     Returns:
       `(state, metrics)` with the new `beta`, and `ppo/beta` (the one used in this
       iteration's updates) and `ppo/iteration_kl` (the measured KL).
     """
-    new_policy, _ = actor_critic.heads(state.params, batch.obs, config)
-    kl = actor_critic.mean_kl(batch.policy_params, new_policy, config)
+    new_policy, _ = actor_critic.heads(state.params, batch.obs, setup)
+    kl = actor_critic.mean_kl(batch.policy_params, new_policy, setup)
     beta = losses.adaptive_kl_coefficient(state.beta, kl, hparams.kl_min, hparams.kl_max,
                                           hparams.kl_factor)
     return state.replace(beta=beta), {"ppo/beta": state.beta, "ppo/iteration_kl": kl}
 
 
-def iteration(state: State, key: PRNGKey, hparams: HParams, config: Config):
-    """Collect one rollout in every env copy, then learn from it.
+def iteration(state: State, key: PRNGKey, hparams: HParams, setup: Setup):
+    """Collect one rollout in every env copy, then `num_epochs` epochs of minibatch updates.
 
     Returns:
       `(state, metrics)`: learning metrics and `episode/*` statistics of the rollout.
     """
+    config = setup.config
     rollout_key, learn_key = jax.random.split(key)
-    state, traj, episodes = actor_critic.collect(state, rollout_key, config)
-    batch = make_batch(state.params, traj, hparams, config)
-    state, metrics = learn(state, batch, learn_key, hparams, config)
-    if isinstance(config, KLConfig):
-        state, kl_metrics = adapt_beta(state, batch, hparams, config)
+    state, traj, episodes = actor_critic.collect(state, rollout_key, setup)
+    batch = make_batch(state.params, traj, hparams, setup)
+    state, metrics = actor_critic.minibatch_epochs(
+        state, batch, learn_key, lambda st, mb: update(st, mb, hparams, setup),
+        config.num_epochs, config.num_minibatches)
+    if config.objective == "kl":
+        state, kl_metrics = adapt_beta(state, batch, hparams, setup)
         metrics = {**metrics, **kl_metrics}
     return state, {**metrics, **rollout.episode_metrics(episodes)}
 
 
-def make_parts(config: Config):
-    """`(init, iteration)` closed over `config`, for `jaxrl.runner`."""
-    return runner.bind(init, iteration, config)
-
-
-def make_train(config: Config):
-    """`train(key, hparams) -> (state, metrics[num_iterations])`, one pure function."""
-    return runner.make_train(*make_parts(config), config.num_iterations)
+AGENT = Agent(name="ppo", Config=Config, HParams=HParams, setup=setup, init=init,
+              iteration=iteration, greedy_act=greedy_act, loss=loss, update=update)
+KL_AGENT = AGENT.variant("ppo-kl", config=KLConfig, hparams=KLHParams)

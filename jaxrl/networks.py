@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.config import check_choice
+from jaxrl.config import ConfigError, check_choice
 from jaxrl.types import EnvSpec, Params, PRNGKey
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -57,6 +57,74 @@ class MLP(nn.Module):
         for width in self.hidden_sizes:
             x = act(_dense(width, np.sqrt(2.0))(x))
         return x
+
+
+TORSOS = ("mlp", "cnn")
+
+
+class CNN(nn.Module):
+    """Image torso: 3x3 convolutions over `[..., H, W, C]`, flattened, then an MLP.
+
+    Sized for small grids such as MinAtar's 10x10 (Young and Tian 2019 use one 16-channel
+    3x3 convolution before a 128-unit layer): `channels` convolutions with stride 1 and
+    SAME padding, then `hidden_sizes` dense layers.
+    """
+
+    hidden_sizes: Sequence[int]
+    activation: str = "relu"
+    channels: Sequence[int] = (16, 32)
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        batch = obs.shape[:-3]
+        x = obs.reshape((-1,) + obs.shape[-3:]).astype(jnp.float32)
+        for c in self.channels:
+            x = act(nn.Conv(c, (3, 3), kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)),
+                            bias_init=nn.initializers.zeros)(x))
+        return MLP(self.hidden_sizes, self.activation)(x.reshape(batch + (-1,)))
+
+
+def check_torso(torso: Any, spec: EnvSpec) -> None:
+    """Raise `ConfigError` unless `torso` is `mlp`, a module, or `cnn` on image observations."""
+    if isinstance(torso, nn.Module):
+        return
+    check_choice("torso", torso, TORSOS)
+    if torso == "cnn" and len(spec.obs_shape) != 3:
+        raise ConfigError(f"torso cnn needs image observations [H, W, C]; this env's are "
+                          f"{spec.obs_shape} (use torso mlp)")
+
+
+def features(torso: Any, hidden_sizes: Sequence[int], activation: str, obs: jax.Array,
+             obs_ndim: int, name: str | None = None) -> jax.Array:
+    """Features `[..., F]` of observations `[..., *obs_shape]` (call inside a compact module).
+
+    Args:
+      torso: `mlp` (flatten, then `MLP(hidden_sizes)`), `cnn` (`CNN(hidden_sizes)`), or a
+        flax module, copied under `name` (each call site gets its own parameters).
+      obs_ndim: trailing observation axes.
+    """
+    if isinstance(torso, nn.Module):
+        return torso.copy(name=name)(obs)
+    if torso == "cnn":
+        return CNN(hidden_sizes, activation, name=name)(obs)
+    return MLP(hidden_sizes, activation, name=name)(_flat_obs(obs, obs_ndim))
+
+
+def _feature_dim(torso: Any, hidden_sizes: Sequence[int], activation: str,
+                 spec: EnvSpec) -> int:
+    """Width F of `features` for one observation of `spec` (traced abstractly, no FLOPs)."""
+    if not isinstance(torso, nn.Module) and torso == "mlp":
+        return hidden_sizes[-1]
+
+    class Probe(nn.Module):
+        @nn.compact
+        def __call__(self, obs):
+            return features(torso, hidden_sizes, activation, obs, len(spec.obs_shape))
+
+    dummy = jax.ShapeDtypeStruct(spec.obs_shape, jnp.float32)
+    out = jax.eval_shape(lambda o: Probe().init_with_output(jax.random.key(0), o)[0], dummy)
+    return int(out.shape[-1])
 
 
 class PolicyHead(nn.Module):
@@ -97,32 +165,38 @@ class ActorCritic(nn.Module):
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
     shared_trunk: bool = False
-    obs_ndim: int = 1  # trailing observation axes, flattened before the torso
+    obs_ndim: int = 1  # trailing observation axes
+    torso: Any = "mlp"  # see `features`
 
     @nn.compact
     def __call__(self, obs: jax.Array):
-        x = obs.reshape(obs.shape[: obs.ndim - self.obs_ndim] + (-1,))
+        def torso(name):
+            return features(self.torso, self.hidden_sizes, self.activation, obs,
+                            self.obs_ndim, name)
+
         if self.shared_trunk:
-            h = MLP(self.hidden_sizes, self.activation)(x)
+            h = torso(None)
             return PolicyHead(self.action_dim, self.discrete)(h), ValueHead()(h)
-        h_pi = MLP(self.hidden_sizes, self.activation, name="actor_torso")(x)
-        h_v = MLP(self.hidden_sizes, self.activation, name="critic_torso")(x)
+        h_pi, h_v = torso("actor_torso"), torso("critic_torso")
         return PolicyHead(self.action_dim, self.discrete)(h_pi), ValueHead()(h_v)
 
 
 def make_actor_critic(spec: EnvSpec, hidden_sizes: Sequence[int] = (64, 64),
-                      activation: str = "tanh", *, shared_trunk: bool = False) -> Network:
-    """An actor-critic `Network` for `spec`; observations of any rank are flattened.
+                      activation: str = "tanh", *, shared_trunk: bool = False,
+                      torso: Any = "mlp") -> Network:
+    """An actor-critic `Network` for `spec` with the given torso (see `features`).
 
     Returns:
       `Network` whose `apply(params, obs[..., *obs_shape])` gives
       `(policy_params, value[...])`; see `PolicyHead` for `policy_params`.
     """
     check_choice("activation", activation, ACTIVATIONS)
+    check_torso(torso, spec)
     module = ActorCritic(action_dim=spec.action_dim, discrete=spec.discrete,
                          hidden_sizes=tuple(hidden_sizes), activation=activation,
-                         shared_trunk=shared_trunk, obs_ndim=len(spec.obs_shape))
-    dummy = np.zeros(spec.obs_shape, np.float32)  # NumPy: safe to build under a trace
+                         shared_trunk=shared_trunk, obs_ndim=len(spec.obs_shape),
+                         torso=torso)
+    dummy = np.zeros(spec.obs_shape, np.float32)
     return Network(init=lambda key, obs=dummy: module.init(key, obs), apply=module.apply)
 
 
@@ -224,13 +298,19 @@ class QNetwork(nn.Module):
     noisy: bool = False
     sigma0: float = 0.5
     obs_ndim: int = 1
+    torso: Any = "mlp"  # `mlp`: the layers below (noisy if asked); else see `features`
+    feature_dim: int = 0  # F of a non-`mlp` torso (`_feature_dim`)
 
     def layer_sizes(self, obs_dim: int) -> dict[str, tuple[int, int]]:
-        """`{layer name: (inputs, outputs)}` of every linear layer, in call order."""
+        """`{layer name: (inputs, outputs)}` of every linear layer that may be noisy, in
+        call order (the MLP torso's and the heads'; a `cnn` or module torso is plain)."""
         sizes, width = {}, obs_dim
-        for i, h in enumerate(self.hidden_sizes):
-            sizes[f"torso_{i}"] = (width, h)
-            width = h
+        if self.torso != "mlp":
+            width = self.feature_dim
+        else:
+            for i, h in enumerate(self.hidden_sizes):
+                sizes[f"torso_{i}"] = (width, h)
+                width = h
         k = self.num_atoms or 1
         if self.dueling:
             sizes["value"] = (width, k)
@@ -249,10 +329,14 @@ class QNetwork(nn.Module):
     def __call__(self, obs: jax.Array, noise: Any = None) -> jax.Array:
         if self.noisy and noise is None:
             raise ValueError("a noisy QNetwork needs its noise (see noisy_layer_noise)")
-        x = obs.reshape(obs.shape[: obs.ndim - self.obs_ndim] + (-1,)).astype(jnp.float32)
-        act = ACTIVATIONS[self.activation]
-        for i, h in enumerate(self.hidden_sizes):
-            x = act(self._linear(f"torso_{i}", h, np.sqrt(2.0), x, noise))
+        if self.torso != "mlp":
+            x = features(self.torso, self.hidden_sizes, self.activation, obs, self.obs_ndim,
+                         "torso")
+        else:
+            x = _flat_obs(obs, self.obs_ndim)
+            act = ACTIVATIONS[self.activation]
+            for i, h in enumerate(self.hidden_sizes):
+                x = act(self._linear(f"torso_{i}", h, np.sqrt(2.0), x, noise))
         k = self.num_atoms or 1
         batch = x.shape[:-1]
         if self.dueling:
@@ -300,7 +384,7 @@ def noisy_layer_noise(key: PRNGKey, sizes: dict[str, tuple[int, int]]) -> dict:
 def make_q_network(spec: EnvSpec, hidden_sizes: Sequence[int] = (64, 64),
                    activation: str = "relu", *, dueling: bool = False,
                    num_atoms: int | None = None, noisy: bool = False,
-                   sigma0: float = 0.5) -> QNetworkFns:
+                   sigma0: float = 0.5, torso: Any = "mlp") -> QNetworkFns:
     """A Q-network for a discrete-action `spec`: any mix of dueling, C51 and noisy layers.
 
     Args:
@@ -311,16 +395,20 @@ def make_q_network(spec: EnvSpec, hidden_sizes: Sequence[int] = (64, 64),
       num_atoms: None for scalar Q-values `[..., A]`; K for C51 logits `[..., A, K]`.
       noisy: factorised-Gaussian `NoisyDense` layers; noise becomes an input.
       sigma0: initial noise scale of noisy layers (0.5 in the paper).
+      torso: `mlp` (its layers noisy too when `noisy`), `cnn`, or a flax module (see
+        `features`; then only the heads are noisy).
 
     Returns:
       `QNetworkFns(init, apply, sample_noise, zero_noise)`.
     """
     check_choice("activation", activation, ACTIVATIONS)
+    check_torso(torso, spec)
     module = QNetwork(num_actions=spec.num_actions, hidden_sizes=tuple(hidden_sizes),
                       activation=activation, dueling=dueling, num_atoms=num_atoms,
-                      noisy=noisy, sigma0=sigma0, obs_ndim=len(spec.obs_shape))
+                      noisy=noisy, sigma0=sigma0, obs_ndim=len(spec.obs_shape), torso=torso,
+                      feature_dim=_feature_dim(torso, hidden_sizes, activation, spec))
     sizes = module.layer_sizes(int(np.prod(spec.obs_shape))) if noisy else {}
-    dummy = np.zeros(spec.obs_shape, np.float32)  # NumPy: safe to build under a trace
+    dummy = np.zeros(spec.obs_shape, np.float32)
     zero = {name: (np.zeros((p,), np.float32), np.zeros((f,), np.float32))
             for name, (p, f) in sizes.items()}
 
@@ -362,10 +450,15 @@ class Critic(nn.Module):
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     obs_ndim: int = 1
+    torso: Any = "mlp"  # `mlp`: the raw observation; else its features (`features`)
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        x = _flat_obs(obs, self.obs_ndim)
+        if self.torso == "mlp":
+            x = _flat_obs(obs, self.obs_ndim)
+        else:
+            x = features(self.torso, self.hidden_sizes, self.activation, obs, self.obs_ndim,
+                         "obs_torso")
         batch = jnp.broadcast_shapes(x.shape[:-1], action.shape[:-1])
         x = jnp.concatenate([jnp.broadcast_to(x, batch + x.shape[-1:]),
                              jnp.broadcast_to(action, batch + action.shape[-1:])], axis=-1)
@@ -383,12 +476,13 @@ class Critics(nn.Module):
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     obs_ndim: int = 1
+    torso: Any = "mlp"
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         stacked = nn.vmap(Critic, variable_axes={"params": 0}, split_rngs={"params": True},
                           in_axes=None, out_axes=0, axis_size=self.num)
-        return stacked(self.hidden_sizes, self.activation, self.obs_ndim,
+        return stacked(self.hidden_sizes, self.activation, self.obs_ndim, self.torso,
                        name="critic")(obs, action)
 
 
@@ -401,9 +495,10 @@ class _BoxNetwork(nn.Module):
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     obs_ndim: int = 1
+    torso: Any = "mlp"
 
-    def torso(self, obs: jax.Array) -> jax.Array:
-        return MLP(self.hidden_sizes, self.activation)(_flat_obs(obs, self.obs_ndim))
+    def features(self, obs: jax.Array) -> jax.Array:
+        return features(self.torso, self.hidden_sizes, self.activation, obs, self.obs_ndim)
 
     def to_box(self, h: jax.Array) -> jax.Array:
         """A linear layer, a tanh, and the affine map onto the box: `[..., A]`."""
@@ -416,7 +511,7 @@ class DeterministicActor(_BoxNetwork):
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return self.to_box(self.torso(obs))
+        return self.to_box(self.features(obs))
 
 
 class SquashedGaussianActor(nn.Module):
@@ -431,10 +526,11 @@ class SquashedGaussianActor(nn.Module):
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     obs_ndim: int = 1
+    torso: Any = "mlp"
 
     @nn.compact
     def __call__(self, obs: jax.Array):
-        h = MLP(self.hidden_sizes, self.activation)(_flat_obs(obs, self.obs_ndim))
+        h = features(self.torso, self.hidden_sizes, self.activation, obs, self.obs_ndim)
         mean = _dense(self.action_dim, 0.01)(h)
         raw = _dense(self.action_dim, 0.01)(h)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw) + 1.0)
@@ -454,7 +550,7 @@ class NAF(_BoxNetwork):
     @nn.compact
     def __call__(self, obs: jax.Array):
         a = self.action_dim
-        h = self.torso(obs)
+        h = self.features(obs)
         value = ValueHead()(h)
         mu = self.to_box(h)
         entries = _dense(a * (a + 1) // 2, 0.01)(h)
@@ -468,12 +564,13 @@ class NAF(_BoxNetwork):
 
 
 def _continuous_module(spec: EnvSpec, kind: str, hidden_sizes, activation: str,
-                       num_critics: int):
+                       num_critics: int, torso: Any):
     if spec.discrete:
         raise ValueError("continuous-action networks need a Box action space")
     check_choice("activation", activation, ACTIVATIONS)
+    check_torso(torso, spec)
     common = dict(hidden_sizes=tuple(hidden_sizes), activation=activation,
-                  obs_ndim=len(spec.obs_shape))
+                  obs_ndim=len(spec.obs_shape), torso=torso)
     bounds = dict(low=spec.action_low, high=spec.action_high)
     if kind == "critic":
         return Critics(num=num_critics, **common)
@@ -486,12 +583,10 @@ def _continuous_module(spec: EnvSpec, kind: str, hidden_sizes, activation: str,
     raise ValueError(f"unknown continuous network kind {kind!r}")
 
 
-CONTINUOUS_NETWORKS = ("critic", "deterministic", "gaussian", "naf")
-
-
 def make_continuous_network(spec: EnvSpec, kind: str, hidden_sizes: Sequence[int] = (256, 256),
-                            activation: str = "relu", *, num_critics: int = 1) -> Network:
-    """A network for a continuous-action (Box) `spec`; observations of any rank are flattened.
+                            activation: str = "relu", *, num_critics: int = 1,
+                            torso: Any = "mlp") -> Network:
+    """A network for a continuous-action (Box) `spec` with the given torso (see `features`).
 
     Args:
       kind: `critic` (`apply(params, obs, action) -> [num_critics, ...]`), `deterministic`
@@ -503,8 +598,8 @@ def make_continuous_network(spec: EnvSpec, kind: str, hidden_sizes: Sequence[int
     Returns:
       `Network(init, apply)`, `init(key) -> params`.
     """
-    module = _continuous_module(spec, kind, hidden_sizes, activation, num_critics)
-    obs = np.zeros(spec.obs_shape, np.float32)  # NumPy: safe to build under a trace
+    module = _continuous_module(spec, kind, hidden_sizes, activation, num_critics, torso)
+    obs = np.zeros(spec.obs_shape, np.float32)
     action = np.zeros((spec.action_dim,), np.float32)
     args = (obs, action) if kind == "critic" else (obs,)
     return Network(init=lambda key: module.init(key, *args), apply=module.apply)

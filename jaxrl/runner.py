@@ -2,8 +2,9 @@
 
 Two forms of the same run:
 
-* `make_train(init, iteration, num_iterations) -> train(key, hparams)`: the whole run as
-  one pure function, to be `jax.jit`-ed and `jax.vmap`-ed over seeds and hyperparameters.
+* `make_train(agent, config) -> train(key, hparams)`: an agent's whole run as one pure
+  function, to be `jax.jit`-ed and `jax.vmap`-ed over seeds and hyperparameters
+  (`compose(init, iteration, num_iterations)` for functions that are not an `Agent`).
 * `run(...)`: the host loop used by the CLI. It jits a chunk of K iterations vmapped over
   seeds (`vmap_seeds`: one seed runs unvmapped), and between chunks it logs, advances the
   progress bar and checkpoints (through `Callback`s). Iteration `i` always uses
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxrl.agent import Agent, Setup
 from jaxrl.config import ConfigError
 from jaxrl.envs.wrappers import find_guard_state
 from jaxrl.types import Metrics, PRNGKey
@@ -58,8 +60,8 @@ def _scan_iterations(iteration: IterationFn, state, run_key: PRNGKey, indices: j
     return jax.lax.scan(body, state, indices)
 
 
-def make_train(init: InitFn, iteration: IterationFn, num_iterations: int):
-    """Compose an agent's `init` and `iteration` into one pure training run.
+def compose(init: InitFn, iteration: IterationFn, num_iterations: int):
+    """Compose `init(key, hparams)` and `iteration(state, key, hparams)` into one pure run.
 
     Args:
       init: `init(key, hparams) -> state`.
@@ -80,11 +82,21 @@ def make_train(init: InitFn, iteration: IterationFn, num_iterations: int):
     return train
 
 
-def bind(init: Callable, iteration: Callable, config: Any) -> tuple[InitFn, IterationFn]:
-    """Close an agent's `init(key, config, hparams)` and `iteration(state, key, hparams,
-    config)` over a static `config`, giving the `(init, iteration)` pair the runner takes."""
-    return (lambda key, hparams: init(key, config, hparams),
-            lambda state, key, hparams: iteration(state, key, hparams, config))
+def parts(agent: Agent, config: Any, setup: Setup | None = None) -> tuple[InitFn, IterationFn]:
+    """The agent's `(init(key, hparams), iteration(state, key, hparams))` for `config`.
+
+    `agent.setup(config)` is called here, once, outside any trace (or `setup` is used as
+    given), and both functions close over the result.
+    """
+    setup = agent.setup(config) if setup is None else setup
+    return (lambda key, hparams: agent.init(key, setup, hparams),
+            lambda state, key, hparams: agent.iteration(state, key, hparams, setup))
+
+
+def make_train(agent: Agent, config: Any, setup: Setup | None = None):
+    """`train(key, hparams) -> (state, metrics[num_iterations])`: the agent's whole run
+    for `config` as one pure function, to be `jax.jit`-ed and `jax.vmap`-ed."""
+    return compose(*parts(agent, config, setup), config.num_iterations)
 
 
 def make_chunk(iteration: IterationFn, chunk_iterations: int, num_iterations: int, *,
@@ -115,12 +127,9 @@ def vmap_seeds(fn: Callable, in_axes: tuple[int | None, ...], *,
     leading axis of 1 again. With `seed_batch = k` smaller than the number of seeds, the
     seeds run `k` at a time, one group after another, in one program (`lax.map`).
     Why: under `vmap` XLA:CPU runs a replay agent's buffer writes as scatters and its
-    warm-up `lax.cond` as a select that computes both branches. One DQN seed at the
-    PureJaxRL CartPole configuration ran 1.6x slower vmapped over a batch of 1 than
-    unvmapped. Smaller groups also bound the memory of large sweeps, and on a CPU they
-    are sometimes faster: 8 DQN seeds at that configuration took 25.4 s vmapped and 17.3 s
-    one at a time, but at DQN's defaults one at a time was 6% slower (`bench/RESULTS.md`).
-    Sizes are read from the shapes at trace time, so this is still one function for
+    warm-up `lax.cond` as a select that computes both branches, so one seed runs faster
+    unvmapped. Smaller groups also bound the memory of large sweeps, and on a CPU they are
+    sometimes faster (measurements in `bench/RESULTS.md`). Sizes are read from the shapes at trace time, so this is still one function for
     `jax.jit`. Values agree with `vmap` to float rounding, which a long RL run amplifies:
     per-seed returns of a long run differ between group sizes.
     """
