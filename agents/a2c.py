@@ -17,51 +17,37 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl import actor_critic, rollout, runner
+from jaxrl import actor_critic, optim, rollout
 from jaxrl import config as cfg
 from jaxrl.actor_critic import Batch, State, act, greedy_act, setup  # noqa: F401 - API
-from jaxrl.config import ConfigError, hparam
+from jaxrl.agent import Agent, Setup
+from jaxrl.config import hparam
 from jaxrl.types import Params, PRNGKey
 
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Config(actor_critic.RolloutSizes):
+class Config(actor_critic.OnPolicyConfig):
     """Static A2C configuration.
 
+    The fields not listed are `jaxrl.actor_critic.OnPolicyConfig`'s; here `num_envs` are
+    the paper's workers and `rollout_len` the `n` of its n-step returns.
+
     Attributes:
-      env: registered environment id (`jaxrl list`).
-      num_envs: parallel environment copies (workers) per seed (`N`).
-      rollout_len: steps per env between updates (`T`, the n of n-step returns).
-      total_timesteps: env steps per seed over the whole run.
-      hidden_sizes: widths of the actor's and the critic's hidden layers.
-      activation: hidden activation (`tanh`, `relu`, `gelu`, `elu`, `silu`).
       shared_trunk: one torso for actor and critic (the paper's network) instead of two.
       optimizer: `rmsprop` (the paper's, decay 0.99, eps 1e-5) or `adam` (eps 1e-5).
       anneal_lr: decay the learning rate linearly to 0 over the run.
-      normalize_advantages: standardise advantages within each batch.
-      normalize_obs: normalise observations by running statistics (per env copy).
-      skip_nonfinite: skip updates whose gradient is NaN or infinite, counting them;
-        fatal after this many in a row (0: off, every non-finite value stops the run).
     """
 
-    env: str = "CartPole-v1"
     num_envs: int = 16
     rollout_len: int = 8
     total_timesteps: int = 1_000_000
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
     shared_trunk: bool = False
     optimizer: str = "rmsprop"
     anneal_lr: bool = True
-    normalize_advantages: bool = False
-    normalize_obs: bool = False
-    skip_nonfinite: int = 0
 
     def __post_init__(self):
-        actor_critic.check_config(self)
-        cfg.check_choice("optimizer", self.optimizer, actor_critic.OPTIMIZERS)
-        if self.normalize_advantages and self.batch_size < 2:
-            raise ConfigError("num_envs * rollout_len must be at least 2 with "
-                              "normalize_advantages (one normalised advantage is 0)")
+        super().__post_init__()
+        cfg.check_choice("optimizer", self.optimizer, optim.OPTIMIZERS)
 
 
 @struct.dataclass
@@ -93,19 +79,19 @@ def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
 
     One optimizer update per iteration, so annealing runs over `num_iterations` updates.
     """
-    return actor_critic.make_optimizer(
-        config.optimizer, hparams.learning_rate, hparams.max_grad_norm,
-        config.num_iterations if config.anneal_lr else None,
-        skip_nonfinite=config.skip_nonfinite)
+    return optim.make_optimizer(config.optimizer, hparams.learning_rate,
+                                hparams.max_grad_norm,
+                                config.num_iterations if config.anneal_lr else None,
+                                skip_nonfinite=config.skip_nonfinite)
 
 
-def init(key: PRNGKey, config: Config, hparams: HParams) -> State:
+def init(key: PRNGKey, setup: Setup, hparams: HParams) -> State:
     """Fresh parameters, optimizer state and `num_envs` reset environments."""
-    return actor_critic.init(key, config, optimizer(hparams, config))
+    return actor_critic.init(key, setup, optimizer(hparams, setup.config))
 
 
-def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
-    """A2C objective on a batch, as a loss to minimise.
+def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup):
+    """A2C objective on a batch, as a loss to minimise (Mnih et al. 2016, algorithm S3).
 
     Args:
       params: network parameters.
@@ -114,9 +100,9 @@ def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
     Returns:
       `(total_loss, metrics)`: total = actor + vf_coef * value - ent_coef * entropy.
     """
-    dist, value = actor_critic.policy(params, batch.obs, config)
+    dist, value = actor_critic.policy(params, batch.obs, setup)
     adv = batch.advantage
-    if config.normalize_advantages:
+    if setup.config.normalize_advantages:
         adv = actor_critic.standardize(adv)
     # The advantage is a constant weight: the policy gradient is a weighted log-likelihood.
     actor_loss = -(dist.log_prob(batch.action) * jax.lax.stop_gradient(adv)).mean()
@@ -127,26 +113,28 @@ def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
                    "loss/entropy": entropy}
 
 
-def update(state: State, batch: Batch, hparams: HParams, config: Config):
-    """One gradient step on the whole batch; returns `(state, metrics)`."""
-    return actor_critic.gradient_step(loss, state, batch, hparams, config,
-                                      optimizer(hparams, config))
+def update(state: State, batch: Batch, hparams: HParams, setup: Setup):
+    """One gradient step on the whole batch.
+
+    Returns:
+      `(state, metrics)` with the loss metrics and `opt/grad_norm`.
+    """
+    return optim.gradient_step(loss, state, batch, optimizer(hparams, setup.config),
+                               hparams, setup)
 
 
-def iteration(state: State, key: PRNGKey, hparams: HParams, config: Config):
-    """Collect one rollout in every env copy, then take one gradient step on it."""
-    state, traj, episodes = actor_critic.collect(state, key, config)
+def iteration(state: State, key: PRNGKey, hparams: HParams, setup: Setup):
+    """Collect one rollout in every env copy, then take one gradient step on it.
+
+    Returns:
+      `(state, metrics)`: learning metrics and `episode/*` statistics of the rollout.
+    """
+    state, traj, episodes = actor_critic.collect(state, key, setup)
     batch = actor_critic.make_batch(state.params, traj, hparams.gamma, hparams.gae_lambda,
-                                    config, reward_scale=hparams.reward_scale)
-    state, metrics = update(state, batch, hparams, config)
+                                    setup, reward_scale=hparams.reward_scale)
+    state, metrics = update(state, batch, hparams, setup)
     return state, {**metrics, **rollout.episode_metrics(episodes)}
 
 
-def make_parts(config: Config):
-    """`(init, iteration)` closed over `config`, for `jaxrl.runner`."""
-    return runner.bind(init, iteration, config)
-
-
-def make_train(config: Config):
-    """`train(key, hparams) -> (state, metrics[num_iterations])`, one pure function."""
-    return runner.make_train(*make_parts(config), config.num_iterations)
+AGENT = Agent(name="a2c", Config=Config, HParams=HParams, setup=setup, init=init,
+              iteration=iteration, greedy_act=greedy_act, loss=loss, update=update)

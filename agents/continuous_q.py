@@ -1,11 +1,11 @@
-"""Q-learning for continuous actions: the lecture's three ways to take `max_a Q(s, a)`.
+"""Q-learning for continuous actions: three ways to take `max_a Q(s, a)` over a real vector.
 
 One agent; `method` picks how the max over a real action vector is taken, both to act and
 in the bootstrap target `r + gamma max_a' Q_target(s', a')`:
 
 * `sample`: draw `num_samples` actions uniformly in the box and keep the best by Q,
-  optionally refined by `cem_iters` iterations of the cross-entropy method
-  (`jaxrl.continuous.sample_argmax`);
+  optionally refined by `cem_iters` iterations of the cross-entropy method, as QT-Opt
+  maximises its critic (Kalashnikov et al. 2018; `jaxrl.continuous.sample_argmax`);
 * `grad`: start from the best of `num_samples` uniform draws and take `ascent_steps`
   steps of projected gradient ascent on `Q(s, a)` with respect to `a`
   (`jaxrl.continuous.gradient_ascent`);
@@ -15,22 +15,23 @@ in the bootstrap target `r + gamma max_a' Q_target(s', a')`:
 
 Exploration adds Gaussian or Ornstein-Uhlenbeck noise to the chosen action (clipped to the
 box). Replay, warm-up, n-step targets and Polyak-averaged target networks come from
-`jaxrl.off_policy` and `jaxrl.continuous`. The CLI names `cq-sample`, `cq-grad` and `naf`
-are presets of this module (`Config`, `GradConfig`, `NAFConfig`).
+`jaxrl.off_policy` and `jaxrl.box_agents`. The CLI names `cq-sample`, `cq-grad` and `naf`
+are this module's records `AGENT`, `GRAD_AGENT` and `NAF_AGENT`, one set of functions
+with the configs `Config`, `GradConfig` and `NAFConfig`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl import actor_critic, continuous, networks, off_policy
+from jaxrl import box_agents, continuous, networks, off_policy, optim
 from jaxrl import config as cfg
+from jaxrl.agent import Agent, Setup
 from jaxrl.buffers import Sample
 from jaxrl.config import ConfigError, hparam
 from jaxrl.off_policy import State
@@ -40,7 +41,7 @@ METHODS = ("sample", "grad", "naf")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Config(continuous.Config):
+class Config(box_agents.Config):
     """Continuous Q-learning, the max over actions by sampling (optionally refined by CEM).
 
     The max is taken for every replayed next observation of every update, so its cost
@@ -65,8 +66,6 @@ class Config(continuous.Config):
     cem_elites: int = 4
     ascent_steps: int = 5
 
-    agent_name = "continuous Q-learning"
-
     def __post_init__(self):
         cfg.check_choice("method", self.method, METHODS)
         cfg.check_positive_int(self, ("num_samples", "cem_elites", "ascent_steps"))
@@ -79,7 +78,7 @@ class Config(continuous.Config):
 
 
 @struct.dataclass
-class HParams(continuous.HParams):
+class HParams(box_agents.HParams):
     """Traced scalars of continuous Q-learning (the shared ones, plus the ascent step).
 
     Attributes:
@@ -90,23 +89,20 @@ class HParams(continuous.HParams):
     ascent_step_size: jax.Array = hparam(0.25, low=0.0, low_open=True)
 
 
-@functools.lru_cache(maxsize=None)
-def setup(config: Config) -> off_policy.Setup:
-    """The env, the critic (a `Q(s, a)` MLP, or the NAF head) and the buffer (cached)."""
-    with jax.ensure_compile_time_eval():
-        spec = off_policy.make_env(config.env)[2]
-        kind = "naf" if config.method == "naf" else "critic"
-        network = networks.make_continuous_network(spec, kind, config.hidden_sizes,
-                                                   config.activation)
-        return continuous.make_setup(config, network)
+def setup(config: Config) -> Setup:
+    """The env, the critic (a `Q(s, a)` MLP, or the NAF head) and the buffer, built once."""
+    kind = "naf" if config.method == "naf" else "critic"
+    return box_agents.setup(
+        config, lambda spec: networks.make_continuous_network(
+            spec, kind, config.hidden_sizes, config.activation, torso=config.torso),
+        agent="continuous Q-learning")
 
 
-def q_value(params: Params, obs: jax.Array, action: jax.Array, config: Config) -> jax.Array:
+def q_value(params: Params, obs: jax.Array, action: jax.Array, setup: Setup) -> jax.Array:
     """`Q(s, a)`: observations `[..., *obs_shape]` (broadcast) and actions `[..., A]` -> `[...]`."""
-    network = setup(config).network
-    if config.method != "naf":
-        return network.apply(params, obs, action)[0]
-    value, mu, chol = network.apply(params, obs)
+    if setup.config.method != "naf":
+        return setup.network.apply(params, obs, action)[0]
+    value, mu, chol = setup.network.apply(params, obs)
     batch = jnp.broadcast_shapes(value.shape, action.shape[:-1])
     return continuous.naf_q(jnp.broadcast_to(value, batch),
                             jnp.broadcast_to(mu, batch + mu.shape[-1:]),
@@ -114,54 +110,54 @@ def q_value(params: Params, obs: jax.Array, action: jax.Array, config: Config) -
 
 
 def greedy(params: Params, obs: jax.Array, key: PRNGKey, hparams: HParams,
-           config: Config) -> jax.Array:
+           setup: Setup) -> jax.Array:
     """`argmax_a Q(obs, a)` of one observation `[*obs_shape]` by `method` -> `[A]`."""
+    config = setup.config
     if config.method == "naf":
-        return setup(config).network.apply(params, obs)[1]
-    low, high = continuous.bounds(setup(config).spec)
+        return setup.network.apply(params, obs)[1]
+    low, high = continuous.bounds(setup.spec)
     sampled = continuous.sample_argmax(
-        lambda actions: q_value(params, obs, actions, config), key, low, high,
+        lambda actions: q_value(params, obs, actions, setup), key, low, high,
         config.num_samples, config.cem_iters if config.method == "sample" else 0,
         config.cem_elites)
     if config.method == "sample":
         return sampled
-    return continuous.gradient_ascent(lambda a: q_value(params, obs, a, config), sampled, low,
+    return continuous.gradient_ascent(lambda a: q_value(params, obs, a, setup), sampled, low,
                                       high, config.ascent_steps, hparams.ascent_step_size)
 
 
 def max_q(params: Params, obs: jax.Array, key: PRNGKey, hparams: HParams,
-          config: Config) -> jax.Array:
+          setup: Setup) -> jax.Array:
     """`max_a Q(s, a)` by `method` for observations `[B, *obs_shape]` -> `[B]` (NAF: `V(s)`)."""
-    if config.method == "naf":
-        return setup(config).network.apply(params, obs)[0]
+    if setup.config.method == "naf":
+        return setup.network.apply(params, obs)[0]
     keys = jax.random.split(key, obs.shape[0])
     best = jax.vmap(greedy, in_axes=(None, 0, 0, None, None))(params, obs, keys, hparams,
-                                                                config)
-    return q_value(params, obs, best, config)
+                                                                setup)
+    return q_value(params, obs, best, setup)
 
 
-def act(params: Params, obs: jax.Array, key: PRNGKey, config: Config,
+def act(params: Params, obs: jax.Array, key: PRNGKey, setup: Setup,
         hparams: HParams | None = None) -> jax.Array:
     """The greedy action of one observation (exploration noise is added when collecting)."""
-    return greedy(params, obs, key, hparams or HParams.create(), config)
+    return greedy(params, obs, key, hparams or HParams.create(), setup)
 
 
-def greedy_act(params: Params, obs: jax.Array, key: PRNGKey, config: Config) -> jax.Array:
+def greedy_act(params: Params, obs: jax.Array, key: PRNGKey, setup: Setup) -> jax.Array:
     """Evaluation: the greedy action of one observation (default hyperparameters)."""
-    return act(params, obs, key, config)
+    return act(params, obs, key, setup)
 
 
 def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
-    """Adam after gradient clipping, at `learning_rate` (see `continuous.make_optimizer`)."""
-    return continuous.make_optimizer(hparams, config)
+    """Adam after gradient clipping, at `learning_rate` (see `box_agents.make_optimizer`)."""
+    return box_agents.make_optimizer(hparams, config)
 
 
-def init(key: PRNGKey, config: Config, hparams: HParams) -> State:
+def init(key: PRNGKey, setup: Setup, hparams: HParams) -> State:
     """Fresh critic (target a copy), an empty buffer, `num_envs` reset envs."""
-    s = setup(config)
     params_key, env_key = jax.random.split(key)
-    return continuous.init_state(env_key, s, config, s.network.init(params_key),
-                                 optimizer(hparams, config))
+    return box_agents.init_state(env_key, setup, setup.network.init(params_key),
+                                 optimizer(hparams, setup.config))
 
 
 @struct.dataclass
@@ -180,38 +176,45 @@ class Batch:
 
 
 def make_batch(state: State, sample: Sample, key: PRNGKey, hparams: HParams,
-               config: Config) -> Batch:
+               setup: Setup) -> Batch:
     """Targets of sampled windows: the max over actions taken on the target network."""
     steps = off_policy.n_step(sample.items, hparams.gamma)
-    bootstrap = max_q(state.target_params, steps.next_obs, key, hparams, config)
+    bootstrap = max_q(state.target_params, steps.next_obs, key, hparams, setup)
     return Batch(obs=steps.obs, action=steps.action,
                  target=steps.reward + steps.discount * bootstrap)
 
 
-def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
+def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup):
     """Half squared TD error `1/2 (target - Q(s, a))^2`, averaged over the batch.
 
     Returns:
       `(loss, metrics)`.
     """
     del hparams
-    q = q_value(params, batch.obs, batch.action, config)
+    q = q_value(params, batch.obs, batch.action, setup)
     total = jnp.mean(0.5 * (batch.target - q) ** 2)
     return total, {"loss/total": total, "q/taken": q.mean()}
 
 
-def update(state: State, sample: Sample, key: PRNGKey, hparams: HParams, config: Config):
+def update(state: State, sample: Sample, key: PRNGKey, hparams: HParams, setup: Setup):
     """One gradient step on a replayed sample, then the target-network update."""
-    batch = make_batch(state, sample, key, hparams, config)
-    state, metrics = actor_critic.gradient_step(loss, state, batch, hparams, config,
-                                                optimizer(hparams, config))
+    batch = make_batch(state, sample, key, hparams, setup)
+    state, metrics = optim.gradient_step(loss, state, batch,
+                                         optimizer(hparams, setup.config), hparams, setup)
     target = off_policy.update_target(state.params, state.target_params, state.step,
-                                      config.target_update_period, hparams.tau)
+                                      setup.config.target_update_period, hparams.tau)
     return state.replace(target_params=target), metrics
 
 
-collect_step, iteration, make_parts, make_train = continuous.agent_functions(
-    setup, init, greedy, update)
+def collect_step(state: State, key: PRNGKey, hparams: HParams, setup: Setup):
+    """One exploring step of every env copy, stored (`box_agents.collect_step`, `greedy`)."""
+    return box_agents.collect_step(state, key, hparams, setup,
+                                   lambda params, obs, k: greedy(params, obs, k, hparams, setup))
+
+
+def iteration(state: State, key: PRNGKey, hparams: HParams, setup: Setup):
+    """`rollout_len` exploring steps of every env copy, learning by `update`."""
+    return box_agents.iteration(state, key, hparams, setup, collect_step, update)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -234,3 +237,9 @@ class NAFConfig(Config):
     """
 
     method: str = "naf"
+
+
+AGENT = Agent(name="cq-sample", Config=Config, HParams=HParams, setup=setup, init=init,
+              iteration=iteration, greedy_act=greedy_act, loss=loss, update=update)
+GRAD_AGENT = AGENT.variant("cq-grad", config=GradConfig)
+NAF_AGENT = AGENT.variant("naf", config=NAFConfig)

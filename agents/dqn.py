@@ -11,12 +11,12 @@ step) and C51 (Bellemare et al. 2017: a categorical return distribution on a fix
 support, the target projected onto it; acting on its mean). Boltzmann exploration
 (softmax over Q with a decaying temperature) is the alternative to epsilon-greedy.
 
-The CLI names three presets of this one module: `dqn` (`Config`, plain DQN), `c51`
-(`C51Config`, the distributional head on) and `rainbow` (`RainbowConfig`, every
-component on); the two subclasses change defaults only (`jaxrl.agents.Preset`). Each
-iteration steps the `num_envs` env copies `rollout_len` times, with `gradient_steps`
-updates after every `train_frequency` steps once `learning_starts` env steps have been
-taken (`jaxrl.off_policy`).
+The module defines three `Agent` records of the same functions: `AGENT` (`dqn`,
+`Config`, plain DQN), `C51_AGENT` (`c51`, `C51Config`, the distributional head on) and
+`RAINBOW_AGENT` (`rainbow`, `RainbowConfig`, every component on); the two subclasses
+change defaults only. Each iteration steps the `num_envs` env copies `rollout_len`
+times, with `gradient_steps` updates after every `train_frequency` steps once
+`learning_starts` env steps have been taken (`jaxrl.off_policy`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ import optax
 import rlax
 from flax import struct
 
-from jaxrl import actor_critic, envs, networks, off_policy, runner
+from jaxrl import agent, envs, networks, off_policy, optim
 from jaxrl import config as cfg
+from jaxrl.agent import Agent, Setup
 from jaxrl.buffers import Sample
 from jaxrl.config import ConfigError, hparam
 from jaxrl.off_policy import State
@@ -63,10 +64,10 @@ class Config(off_policy.Config):
     10 env steps, target copy every 500 env steps = 50 updates, epsilon 1 -> 0.05 over half
     the run, 120-84 ReLU MLP, Adam 2.5e-4, squared error), plus a learning rate annealed
     to 0, which kept every seed of our CartPole check at the top at the end of the run.
-    The fields shared with every replay-based agent are `jaxrl.off_policy.Config`'s.
+    `env` must have discrete actions. The fields not listed are
+    `jaxrl.off_policy.Config`'s (and `jaxrl.agent.BaseConfig`'s).
 
     Attributes:
-      env: registered environment id with discrete actions (`jaxrl list`).
       anneal_lr: decay the learning rate linearly to 0 over the run's gradient steps.
       loss: `huber` (delta 1) or `mse` (half squared TD error); C51 uses cross-entropy.
       exploration: `auto` (epsilon-greedy, or greedy when noisy), `epsilon`, `boltzmann`
@@ -86,7 +87,6 @@ class Config(off_policy.Config):
       v_max: highest atom of the C51 support.
     """
 
-    env: str = "CartPole-v1"
     rollout_len: int = 500
     total_timesteps: int = 500_000
     buffer_size: int = 10_000
@@ -125,7 +125,9 @@ class Config(off_policy.Config):
             raise ConfigError(f"priority_alpha must be in [0, 1], got {self.priority_alpha}")
         if not _check_real("noisy_sigma", self.noisy_sigma) > 0.0:
             raise ConfigError(f"noisy_sigma must be > 0, got {self.noisy_sigma}")
-        off_policy.check_discrete(envs.env_spec(*envs.make(self.env)), self.env, "DQN")
+        spec = envs.env_spec(*envs.make(self.env))
+        off_policy.check_discrete(spec, self.env, "DQN")
+        networks.check_torso(self.torso, spec)
 
     @property
     def exploration_kind(self) -> str:
@@ -133,6 +135,35 @@ class Config(off_policy.Config):
         if self.exploration == "auto":
             return "greedy" if self.noisy else "epsilon"
         return self.exploration
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class C51Config(Config):
+    """C51: DQN with a categorical return distribution (Bellemare et al. 2017).
+
+    `Config` with `distributional` on; everything else (and every switch) as in `Config`.
+    """
+
+    distributional: bool = True
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RainbowConfig(Config):
+    """Rainbow: double, dueling, prioritized, 3-step, noisy, C51 DQN (Hessel et al. 2018).
+
+    `Config` with every component on; switch any off for an ablation (with `noisy` off,
+    `exploration` auto acts epsilon-greedily, as in the paper's ablation). A constant
+    learning rate: with annealing, one CartPole seed of four stayed stuck near 100 once
+    the rate had decayed, where with a constant rate all four reached 500.
+    """
+
+    double: bool = True
+    dueling: bool = True
+    prioritized: bool = True
+    n_step: int = 3
+    noisy: bool = True
+    distributional: bool = True
+    anneal_lr: bool = False
 
 
 @struct.dataclass
@@ -167,20 +198,20 @@ class HParams(cfg.HParamsBase):
     beta_start: jax.Array = hparam(0.4, low=0.0, high=1.0)
 
 
-@functools.lru_cache(maxsize=None)
-def setup(config: Config) -> off_policy.Setup:
-    """Build the environment, the Q-network and the replay buffer for `config` (cached)."""
-    with jax.ensure_compile_time_eval():
-        env, env_params, spec = off_policy.make_env(config.env)
-        network = networks.make_q_network(
-            spec, config.hidden_sizes, config.activation, dueling=config.dueling,
-            num_atoms=config.num_atoms if config.distributional else None,
-            noisy=config.noisy, sigma0=config.noisy_sigma)
-        buffer = off_policy.make_buffer(config, sequence_length=config.n_step,
-                                        prioritized=config.prioritized,
-                                        alpha=config.priority_alpha)
-    return off_policy.Setup(env=env, env_params=env_params, spec=spec, network=network,
-                            buffer=buffer)
+def setup(config: Config) -> Setup:
+    """Build the environment, the Q-network and the replay buffer for `config`, once.
+
+    Called outside any trace (by `jaxrl.runner`); every function below receives the result.
+    """
+    env, env_params, spec = agent.make_env(config.env, normalize_obs=config.normalize_obs)
+    network = networks.make_q_network(
+        spec, config.hidden_sizes, config.activation, dueling=config.dueling,
+        num_atoms=config.num_atoms if config.distributional else None,
+        noisy=config.noisy, sigma0=config.noisy_sigma, torso=config.torso)
+    buffer = off_policy.make_buffer(config, prioritized=config.prioritized,
+                                    alpha=config.priority_alpha)
+    return Setup(config=config, env=env, env_params=env_params, spec=spec, network=network,
+                 buffer=buffer)
 
 
 def atoms(config: Config) -> np.ndarray:
@@ -197,17 +228,17 @@ def mean_return(logits: jax.Array, config: Config) -> jax.Array:
 def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
     """Adam (eps 1e-5) after global-norm clipping, learning rate traced from `hparams`
     (annealed linearly to 0 over `num_updates` when `anneal_lr`)."""
-    return actor_critic.make_optimizer("adam", hparams.learning_rate, hparams.max_grad_norm,
-                                       config.num_updates if config.anneal_lr else None,
-                                       skip_nonfinite=config.skip_nonfinite)
+    return optim.make_optimizer("adam", hparams.learning_rate, hparams.max_grad_norm,
+                                config.num_updates if config.anneal_lr else None,
+                                skip_nonfinite=config.skip_nonfinite)
 
 
-def q_values(params: Params, obs: jax.Array, noise: Any, config: Config) -> jax.Array:
+def q_values(params: Params, obs: jax.Array, noise: Any, setup: Setup) -> jax.Array:
     """Q-values `[..., A]` of observations `[..., *obs_shape]` (C51: the mean return)."""
-    out = setup(config).network.apply(params, obs, noise)
-    if not config.distributional:
+    out = setup.network.apply(params, obs, noise)
+    if not setup.config.distributional:
         return out
-    return mean_return(out, config)
+    return mean_return(out, setup.config)
 
 
 def explore_value(env_steps: jax.Array, hparams: HParams, config: Config) -> jax.Array:
@@ -223,15 +254,15 @@ def explore_value(env_steps: jax.Array, hparams: HParams, config: Config) -> jax
 
 
 def act(params: Params, noise: Any, obs: jax.Array, key: PRNGKey, explore: jax.Array,
-        config: Config) -> jax.Array:
+        setup: Setup) -> jax.Array:
     """An exploring action (int32) for one observation `[*obs_shape]`.
 
     Args:
       noise: this env copy's noisy-layer noise (`{}` if not noisy).
       explore: epsilon (epsilon-greedy) or temperature (Boltzmann); unused when greedy.
     """
-    q = q_values(params, obs, noise, config)
-    kind = config.exploration_kind
+    q = q_values(params, obs, noise, setup)
+    kind = setup.config.exploration_kind
     if kind == "epsilon":
         action = distrax.EpsilonGreedy(q, explore).sample(seed=key)
     elif kind == "boltzmann":
@@ -241,34 +272,33 @@ def act(params: Params, noise: Any, obs: jax.Array, key: PRNGKey, explore: jax.A
     return action.astype(jnp.int32)
 
 
-def greedy_act(params: Params, obs: jax.Array, key: PRNGKey, config: Config) -> jax.Array:
+def greedy_act(params: Params, obs: jax.Array, key: PRNGKey, setup: Setup) -> jax.Array:
     """`argmax_a Q(obs, a)` with noisy layers at their mean (evaluation); `key` is unused."""
     del key
-    noise = setup(config).network.zero_noise
-    return jnp.argmax(q_values(params, obs, noise, config)).astype(jnp.int32)
+    return jnp.argmax(q_values(params, obs, setup.network.zero_noise, setup)).astype(jnp.int32)
 
 
-def renew_noise(noise: Any, done: jax.Array, key: PRNGKey, config: Config) -> Any:
+def renew_noise(noise: Any, done: jax.Array, key: PRNGKey, setup: Setup) -> Any:
     """One env copy's acting noise after a step: redrawn at an episode end (or every step).
 
     The noise is drawn when an episode starts and held until it ends (Fortunato et al.
-    2018, section 3.1; the lecture insists on it), unless `noise_resample` is `step`.
+    2018, section 3.1), unless `noise_resample` is `step`.
     """
-    if not config.noisy:
+    if not setup.config.noisy:
         return noise
-    fresh = setup(config).network.sample_noise(key)
-    if config.noise_resample == "step":
+    fresh = setup.network.sample_noise(key)
+    if setup.config.noise_resample == "step":
         return fresh
     return jax.tree.map(lambda new, old: jnp.where(done, new, old), fresh, noise)
 
 
-def init(key: PRNGKey, config: Config, hparams: HParams) -> State:
+def init(key: PRNGKey, setup: Setup, hparams: HParams) -> State:
     """Fresh parameters (target a copy), an empty buffer, `num_envs` reset envs and noise."""
-    s = setup(config)
     params_key, env_key, noise_key = jax.random.split(key, 3)
-    params = s.network.init(params_key)
-    noise = jax.vmap(s.network.sample_noise)(jax.random.split(noise_key, config.num_envs))
-    return off_policy.init(env_key, s, config.num_envs, params, optimizer(hparams, config), noise)
+    params = setup.network.init(params_key)
+    noise = jax.vmap(setup.network.sample_noise)(
+        jax.random.split(noise_key, setup.config.num_envs))
+    return off_policy.init(env_key, setup, params, optimizer(hparams, setup.config), noise)
 
 
 @struct.dataclass
@@ -299,30 +329,31 @@ class Batch:
 
 
 def make_batch(state: State, sample: Sample, key: PRNGKey, hparams: HParams,
-               config: Config) -> Batch:
+               setup: Setup) -> Batch:
     """n-step returns and bootstrap values for sampled windows `[B, L]` (L = n_step).
 
     The target network is evaluated only at each window's bootstrap observation (the
     `next_obs` of its first episode-ending transition, or of its last one). One noise draw
     is shared by the batch for the online net and another for the target net.
     """
-    s = setup(config)
+    config, network = setup.config, setup.network
     steps = off_policy.n_step(sample.items, hparams.gamma)
     next_obs = steps.next_obs
     online_key, target_key = jax.random.split(key)
-    noise = s.network.sample_noise(online_key)
-    next_q = s.network.apply(state.target_params, next_obs, s.network.sample_noise(target_key))
+    noise = network.sample_noise(online_key)
+    next_q = network.apply(state.target_params, next_obs, network.sample_noise(target_key))
     if config.double:
-        selector = q_values(state.params, next_obs, noise, config)
+        selector = q_values(state.params, next_obs, noise, setup)
     elif config.distributional:
         selector = mean_return(next_q, config)
     else:
         selector = next_q
     return Batch(obs=steps.obs, action=steps.action, reward=steps.reward,
-                 discount=steps.discount, next_q=next_q, next_q_selector=selector, weights=sample.weights, noise=noise)
+                 discount=steps.discount, next_q=next_q, next_q_selector=selector,
+                 weights=sample.weights, noise=noise)
 
 
-def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
+def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup):
     """Importance-weighted TD loss on a batch, and the new priorities.
 
     Scalar Q: `rlax.double_q_learning`'s TD error `G + discount * next_q[argmax selector]
@@ -336,7 +367,8 @@ def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
       `(total, (metrics, priority [B]))`.
     """
     del hparams
-    out = setup(config).network.apply(params, batch.obs, batch.noise)
+    config = setup.config
+    out = setup.network.apply(params, batch.obs, batch.noise)
     if config.distributional:
         z = jnp.asarray(atoms(config))
         per_example = jax.vmap(rlax.categorical_double_q_learning,
@@ -357,27 +389,29 @@ def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
     return total, (metrics, jax.lax.stop_gradient(priority))
 
 
-def update(state: State, sample: Sample, key: PRNGKey, hparams: HParams, config: Config):
+def update(state: State, sample: Sample, key: PRNGKey, hparams: HParams, setup: Setup):
     """One gradient step on a replayed sample, its priorities, and the target update.
 
     Returns:
-      `(state, metrics)` with the loss metrics and `opt/grad_norm` (before clipping).
+      `(state, metrics)` with the loss metrics, `opt/grad_norm` (before clipping) and
+      `opt/nonfinite_skipped`.
     """
-    s = setup(config)
-    batch = make_batch(state, sample, key, hparams, config)
+    config = setup.config
+    batch = make_batch(state, sample, key, hparams, setup)
+    # Not `optim.gradient_step`: the loss's auxiliary output carries the priorities too.
     grads, (metrics, priority) = jax.grad(loss, has_aux=True)(state.params, batch, hparams,
-                                                               config)
-    state = actor_critic.apply_gradients(state, grads, optimizer(hparams, config))
+                                                               setup)
+    state = optim.apply_gradients(state, grads, optimizer(hparams, config))
     target = off_policy.update_target(state.params, state.target_params, state.step,
                                       config.target_update_period, hparams.tau)
-    buffer = s.buffer.update_priorities(state.buffer, sample.indices, priority)
+    buffer = setup.buffer.update_priorities(state.buffer, sample.indices, priority)
     # A non-finite priority would corrupt the sum tree for good: keep the old one (the
     # runner's guard, or the skip count, reports the bad update itself).
     finite = jnp.isfinite(priority).all()
     buffer = jax.tree.map(lambda new, old: jnp.where(finite, new, old), buffer, state.buffer)
     state = state.replace(target_params=target, buffer=buffer)
     return state, {**metrics, "opt/grad_norm": optax.tree.norm(grads),
-                   "opt/nonfinite_skipped": actor_critic.skipped_updates(state.opt_state)}
+                   "opt/nonfinite_skipped": optim.skipped_updates(state.opt_state)}
 
 
 def beta(env_steps: jax.Array, hparams: HParams, config: Config) -> jax.Array:
@@ -386,23 +420,23 @@ def beta(env_steps: jax.Array, hparams: HParams, config: Config) -> jax.Array:
                                       env_steps / config.total_timesteps)
 
 
-def train_step(state: State, key: PRNGKey, hparams: HParams, config: Config):
+def train_step(state: State, key: PRNGKey, hparams: HParams, setup: Setup):
     """Sample `minibatch_size` windows and `update` on them."""
     sample_key, update_key = jax.random.split(key)
-    sample = setup(config).buffer.sample(state.buffer, sample_key,
-                                         beta(state.env_steps, hparams, config))
-    return update(state, sample, update_key, hparams, config)
+    sample = setup.buffer.sample(state.buffer, sample_key,
+                                 beta(state.env_steps, hparams, setup.config))
+    return update(state, sample, update_key, hparams, setup)
 
 
-def collect_step(state: State, key: PRNGKey, hparams: HParams, config: Config):
+def collect_step(state: State, key: PRNGKey, hparams: HParams, setup: Setup):
     """One exploring step of every env copy, stored in the buffer (`off_policy.collect_step`)."""
-    explore = explore_value(state.env_steps, hparams, config)
-    return off_policy.collect_step(state, key, setup(config),
-                                   functools.partial(act, explore=explore, config=config),
-                                   functools.partial(renew_noise, config=config))
+    explore = explore_value(state.env_steps, hparams, setup.config)
+    return off_policy.collect_step(state, key, setup,
+                                   functools.partial(act, explore=explore, setup=setup),
+                                   functools.partial(renew_noise, setup=setup))
 
 
-def iteration(state: State, key: PRNGKey, hparams: HParams, config: Config):
+def iteration(state: State, key: PRNGKey, hparams: HParams, setup: Setup):
     """`rollout_len` steps of every env copy with learning phases (`off_policy.iteration`).
 
     Returns:
@@ -410,60 +444,13 @@ def iteration(state: State, key: PRNGKey, hparams: HParams, config: Config):
       temperature at the end) and the `episode/*` statistics.
     """
     state, metrics = off_policy.iteration(
-        state, key, config, setup(config),
-        functools.partial(collect_step, hparams=hparams, config=config),
-        functools.partial(train_step, hparams=hparams, config=config))
-    return state, {**metrics, "explore/value": explore_value(state.env_steps, hparams, config)}
+        state, key, setup, functools.partial(collect_step, hparams=hparams, setup=setup),
+        functools.partial(train_step, hparams=hparams, setup=setup))
+    return state, {**metrics,
+                   "explore/value": explore_value(state.env_steps, hparams, setup.config)}
 
 
-def make_parts(config: Config):
-    """`(init, iteration)` closed over `config`, for `jaxrl.runner`."""
-    return runner.bind(init, iteration, config)
-
-
-def make_train(config: Config):
-    """`train(key, hparams) -> (state, metrics[num_iterations])`, one pure function."""
-    return runner.make_train(*make_parts(config), config.num_iterations)
-
-
-def _with_fields_of(base: type):
-    """Class decorator: append `base`'s `Attributes:` section to the class docstring, so
-    the CLI's flag help describes every field of a preset that only changes defaults."""
-    section = base.__doc__[base.__doc__.index("    Attributes:"):]
-
-    def decorate(cls: type) -> type:
-        cls.__doc__ = cls.__doc__.rstrip() + "\n\n" + section
-        return cls
-
-    return decorate
-
-
-@_with_fields_of(Config)
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class C51Config(Config):
-    """C51: DQN with a categorical return distribution (Bellemare et al. 2017).
-
-    `Config` with `distributional` on; everything else (and every switch) as in `Config`.
-    """
-
-    distributional: bool = True
-
-
-@_with_fields_of(Config)
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RainbowConfig(Config):
-    """Rainbow: double, dueling, prioritized, 3-step, noisy, C51 DQN (Hessel et al. 2018).
-
-    `Config` with every component on; switch any off for an ablation (with `noisy` off,
-    `exploration` auto acts epsilon-greedily, as in the paper's ablation). A constant
-    learning rate: with annealing, one CartPole seed of four stayed stuck near 100 once
-    the rate had decayed, where with a constant rate all four reached 500.
-    """
-
-    double: bool = True
-    dueling: bool = True
-    prioritized: bool = True
-    n_step: int = 3
-    noisy: bool = True
-    distributional: bool = True
-    anneal_lr: bool = False
+AGENT = Agent(name="dqn", Config=Config, HParams=HParams, setup=setup, init=init,
+              iteration=iteration, greedy_act=greedy_act, loss=loss, update=update)
+C51_AGENT = AGENT.variant("c51", config=C51Config)
+RAINBOW_AGENT = AGENT.variant("rainbow", config=RainbowConfig)

@@ -1,12 +1,14 @@
 """REINFORCE: the vanilla policy gradient on complete episodes, discrete or Gaussian.
 
-Williams 1992; Sutton & Barto 2018, section 13.3-13.4. The gradient estimate is
+Williams 1992, "Simple Statistical Gradient-Following Algorithms for Connectionist
+Reinforcement Learning"; Sutton & Barto 2018, sections 13.3-13.4. The gradient estimate is
 `(1/E) sum_episodes sum_t (G_t - b_t) grad log pi(a_t | s_t)` over `E` complete episodes,
 implemented as a weighted log-likelihood ("weighted classification"). `Config.weight`
-chooses `G_t`: the whole-episode return `R(tau)` (the lecture's first form), the
-reward-to-go from step t (credit assignment), or the discounted reward-to-go.
-`Config.baseline` chooses `b_t`: none, a running mean of past batches' weights (a constant,
-so the estimate stays unbiased), or a learned state value `V(s_t)` regressed onto `G_t`.
+chooses `G_t`: the whole-episode return `R(tau)` (Williams' episodic estimator), the
+reward-to-go from step t (credit assignment: an action does not change earlier rewards),
+or the discounted reward-to-go. `Config.baseline` chooses `b_t`: none, a running mean of
+past batches' weights (a constant, so the estimate stays unbiased), or a learned state
+value `V(s_t)` regressed onto `G_t`.
 
 Each iteration restarts every env copy, acts `rollout_len` steps, and keeps only the
 episodes that ended inside the window (a mask, not a Python loop, handles their different
@@ -24,9 +26,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl import actor_critic, returns, rollout, runner
+from jaxrl import actor_critic, optim, returns, rollout
 from jaxrl import config as cfg
 from jaxrl.actor_critic import State, act, greedy_act, setup  # noqa: F401 - API
+from jaxrl.agent import Agent, Setup
 from jaxrl.config import hparam
 from jaxrl.types import Params, PRNGKey, Transition
 
@@ -35,48 +38,35 @@ BASELINES = ("none", "mean", "value")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Config(actor_critic.RolloutSizes):
+class Config(actor_critic.OnPolicyConfig):
     """Static REINFORCE configuration.
 
+    The fields not listed are `jaxrl.actor_critic.OnPolicyConfig`'s. Here `rollout_len`
+    is the window in which episodes must end (episodes unfinished by then are dropped, so
+    use at least the env's episode limit), every simulated step counts towards
+    `total_timesteps`, and `normalize_advantages` standardises `G_t - b_t` over the
+    batch's valid steps. The critic is only a baseline: actor and critic never share a
+    torso.
+
     Attributes:
-      env: registered environment id (`jaxrl list`).
-      num_envs: parallel environment copies per seed (`N`).
-      rollout_len: steps per env per iteration (`T`); episodes unfinished by then are
-        dropped, so use at least the env's episode limit.
-      total_timesteps: env steps per seed over the whole run (all simulated steps count).
       weight: what multiplies each log-probability: `return` (whole episode),
         `reward_to_go` or `discounted_reward_to_go` (with `gamma`).
       baseline: `none`, `mean` (running mean of past weights) or `value` (learned V(s)).
-      hidden_sizes: widths of the policy's (and the value's) hidden layers.
-      activation: hidden activation (`tanh`, `relu`, `gelu`, `elu`, `silu`).
       optimizer: `adam` or `rmsprop`.
-      normalize_advantages: standardise `G_t - b_t` over the batch's valid steps.
-      normalize_obs: normalise observations by running statistics (per env copy).
-      skip_nonfinite: skip updates whose gradient is NaN or infinite, counting them;
-        fatal after this many in a row (0: off, every non-finite value stops the run).
     """
 
-    env: str = "CartPole-v1"
     num_envs: int = 4
     rollout_len: int = 500
     total_timesteps: int = 1_000_000
     weight: str = "reward_to_go"
     baseline: str = "value"
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
     optimizer: str = "adam"
-    normalize_advantages: bool = False
-    normalize_obs: bool = False
-    skip_nonfinite: int = 0
-
-    # REINFORCE's critic is only a baseline; the shared-trunk switch belongs to A2C/PPO.
-    shared_trunk = False
 
     def __post_init__(self):
-        actor_critic.check_config(self)
+        super().__post_init__()
         cfg.check_choice("weight", self.weight, WEIGHTS)
         cfg.check_choice("baseline", self.baseline, BASELINES)
-        cfg.check_choice("optimizer", self.optimizer, actor_critic.OPTIMIZERS)
+        cfg.check_choice("optimizer", self.optimizer, optim.OPTIMIZERS)
 
 
 @struct.dataclass
@@ -130,18 +120,18 @@ class Batch:
 
 def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
     """Global-norm clipping, then Adam or RMSprop with a traced learning rate."""
-    return actor_critic.make_optimizer(config.optimizer, hparams.learning_rate,
-                                       hparams.max_grad_norm, None,
-                                       skip_nonfinite=config.skip_nonfinite)
+    return optim.make_optimizer(config.optimizer, hparams.learning_rate,
+                                hparams.max_grad_norm, None,
+                                skip_nonfinite=config.skip_nonfinite)
 
 
-def init(key: PRNGKey, config: Config, hparams: HParams) -> PGState:
+def init(key: PRNGKey, setup: Setup, hparams: HParams) -> PGState:
     """Fresh parameters, optimizer state, reset environments and a zero baseline."""
-    state = actor_critic.init(key, config, optimizer(hparams, config))
+    state = actor_critic.init(key, setup, optimizer(hparams, setup.config))
     return actor_critic.extend_state(state, PGState, baseline=jnp.float32(0.0))
 
 
-def episode_weights(traj: Transition, gamma: jax.Array, config: Config):
+def episode_weights(traj: Transition, gamma: jax.Array, setup: Setup):
     """The weight `G_t` of every step and the mask of steps in finished episodes.
 
     Args:
@@ -155,20 +145,21 @@ def episode_weights(traj: Transition, gamma: jax.Array, config: Config):
     # Valid iff some episode end lies at or after t in the same column.
     mask = (jnp.cumsum(cut[::-1], axis=0)[::-1] > 0).astype(jnp.float32)
     zeros = jnp.zeros_like(traj.reward)
-    if config.weight == "return":
+    weight_kind = setup.config.weight
+    if weight_kind == "return":
         weight = returns.batched_episode_returns(traj.reward, cut)
     else:
-        discount = gamma if config.weight == "discounted_reward_to_go" else 1.0
+        discount = gamma if weight_kind == "discounted_reward_to_go" else 1.0
         weight = returns.batched_discounted_returns(
             traj.reward, jnp.full_like(traj.reward, discount), cut, zeros)
     return weight, mask
 
 
-def make_batch(state: PGState, traj: Transition, hparams: HParams, config: Config) -> Batch:
+def make_batch(state: PGState, traj: Transition, hparams: HParams, setup: Setup) -> Batch:
     """A flat `Batch` from a `[T, N]` rollout (see `episode_weights`)."""
-    weight, mask = episode_weights(traj, hparams.gamma, config)
+    weight, mask = episode_weights(traj, hparams.gamma, setup)
     cut = jnp.logical_or(traj.terminated, traj.truncated).astype(jnp.float32)
-    baseline = state.baseline if config.baseline == "mean" else jnp.float32(0.0)
+    baseline = state.baseline if setup.config.baseline == "mean" else jnp.float32(0.0)
     flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731 - [T, N, ...] -> [T*N, ...]
     return Batch(obs=flat(traj.obs), action=flat(traj.action), weight=flat(weight),
                  baseline=jnp.full_like(flat(weight), baseline), mask=flat(mask),
@@ -179,7 +170,7 @@ def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
     return (x * mask).sum() / jnp.maximum(mask.sum(), 1.0)
 
 
-def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
+def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup):
     """REINFORCE surrogate on a batch, as a loss to minimise.
 
     `-(1/E) sum_t mask_t (G_t - b_t) log pi(a_t|s_t)`, whose gradient is the policy
@@ -189,7 +180,8 @@ def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
     Returns:
       `(total_loss, metrics)`.
     """
-    dist, value = actor_critic.policy(params, batch.obs, config)
+    config = setup.config
+    dist, value = actor_critic.policy(params, batch.obs, setup)
     baseline = batch.baseline
     if config.baseline == "value":
         baseline = jax.lax.stop_gradient(value)
@@ -210,10 +202,14 @@ def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
                    "pg/mean_weight": _masked_mean(batch.weight, batch.mask)}
 
 
-def update(state: PGState, batch: Batch, hparams: HParams, config: Config):
-    """One gradient step on the batch, then the running-mean baseline moves towards it."""
-    state, metrics = actor_critic.gradient_step(loss, state, batch, hparams, config,
-                                                optimizer(hparams, config))
+def update(state: PGState, batch: Batch, hparams: HParams, setup: Setup):
+    """One gradient step on the batch, then the running-mean baseline moves towards it.
+
+    Returns:
+      `(state, metrics)` with the loss metrics, `opt/grad_norm` and `pg/baseline`.
+    """
+    state, metrics = optim.gradient_step(loss, state, batch,
+                                         optimizer(hparams, setup.config), hparams, setup)
     batch_mean = _masked_mean(batch.weight, batch.mask)
     # The first batch sets the mean; later ones move it. Either way the baseline used on a
     # batch never depends on that batch, which keeps the estimate unbiased.
@@ -223,20 +219,18 @@ def update(state: PGState, batch: Batch, hparams: HParams, config: Config):
     return state.replace(baseline=baseline), {**metrics, "pg/baseline": baseline}
 
 
-def iteration(state: PGState, key: PRNGKey, hparams: HParams, config: Config):
-    """Restart the envs, collect one window of episodes, take one gradient step."""
+def iteration(state: PGState, key: PRNGKey, hparams: HParams, setup: Setup):
+    """Restart the envs, collect one window of episodes, take one gradient step.
+
+    Returns:
+      `(state, metrics)`: learning metrics and `episode/*` statistics of the rollout.
+    """
     reset_key, rollout_key = jax.random.split(key)
-    state = actor_critic.restart_episodes(state, reset_key, config)
-    state, traj, episodes = actor_critic.collect(state, rollout_key, config)
-    state, metrics = update(state, make_batch(state, traj, hparams, config), hparams, config)
+    state = actor_critic.restart_episodes(state, reset_key, setup)
+    state, traj, episodes = actor_critic.collect(state, rollout_key, setup)
+    state, metrics = update(state, make_batch(state, traj, hparams, setup), hparams, setup)
     return state, {**metrics, **rollout.episode_metrics(episodes)}
 
 
-def make_parts(config: Config):
-    """`(init, iteration)` closed over `config`, for `jaxrl.runner`."""
-    return runner.bind(init, iteration, config)
-
-
-def make_train(config: Config):
-    """`train(key, hparams) -> (state, metrics[num_iterations])`, one pure function."""
-    return runner.make_train(*make_parts(config), config.num_iterations)
+AGENT = Agent(name="reinforce", Config=Config, HParams=HParams, setup=setup, init=init,
+              iteration=iteration, greedy_act=greedy_act, loss=loss, update=update)

@@ -21,61 +21,43 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl import actor_critic, losses, rollout, runner, trust_region
+from jaxrl import actor_critic, losses, optim, rollout, trust_region
 from jaxrl import config as cfg
 from jaxrl.actor_critic import Batch, State, act, greedy_act, setup  # noqa: F401 - API
-from jaxrl.config import ConfigError, hparam
+from jaxrl.agent import Agent, Setup
+from jaxrl.config import hparam
 from jaxrl.types import Params, PRNGKey
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Config(actor_critic.RolloutSizes):
+class Config(actor_critic.OnPolicyConfig):
     """Static TRPO configuration.
 
+    The fields not listed are `jaxrl.actor_critic.OnPolicyConfig`'s (advantages are
+    standardised over the whole batch). The natural-gradient step is for the actor alone,
+    so actor and critic never share a torso.
+
     Attributes:
-      env: registered environment id (`jaxrl list`).
-      num_envs: parallel environment copies per seed (`N`).
-      rollout_len: steps per env per iteration (`T`).
-      total_timesteps: env steps per seed over the whole run.
-      hidden_sizes: widths of the actor's and the critic's hidden layers.
-      activation: hidden activation (`tanh`, `relu`, `gelu`, `elu`, `silu`).
       cg_iters: conjugate-gradient iterations for the natural-gradient direction.
       max_backtracks: step sizes tried by the line search (the full step, then shrunk).
       value_epochs: passes of critic regression over each batch.
       value_minibatches: minibatches per critic epoch; must divide `num_envs * rollout_len`.
-      normalize_advantages: standardise advantages over the batch.
-      normalize_obs: normalise observations by running statistics (per env copy).
-      skip_nonfinite: skip updates whose gradient is NaN or infinite, counting them;
-        fatal after this many in a row (0: off, every non-finite value stops the run).
     """
 
-    env: str = "CartPole-v1"
     num_envs: int = 8
     rollout_len: int = 256
     total_timesteps: int = 500_000
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
     cg_iters: int = 10
     max_backtracks: int = 10
     value_epochs: int = 5
     value_minibatches: int = 8
     normalize_advantages: bool = True
-    normalize_obs: bool = False
-    skip_nonfinite: int = 0
-
-    # The natural-gradient step is for the actor alone: the torsos are always separate.
-    shared_trunk = False
 
     def __post_init__(self):
-        actor_critic.check_config(self, ("cg_iters", "max_backtracks", "value_epochs",
-                                         "value_minibatches"))
-        if self.batch_size % self.value_minibatches:
-            raise ConfigError(
-                f"value_minibatches ({self.value_minibatches}) must divide num_envs * "
-                f"rollout_len ({self.num_envs} * {self.rollout_len} = {self.batch_size})")
-        if self.normalize_advantages and self.batch_size < 2:
-            raise ConfigError("num_envs * rollout_len must be at least 2 with "
-                              "normalize_advantages (one normalised advantage is 0)")
+        super().__post_init__()
+        cfg.check_positive_int(self, ("cg_iters", "max_backtracks", "value_epochs",
+                                      "value_minibatches"))
+        self.check_divides("value_minibatches")
 
 
 @struct.dataclass
@@ -115,41 +97,42 @@ def optimizer(hparams: HParams, config: Config) -> optax.GradientTransformation:
     updates are zero (it moves only by the trust-region step)."""
     critic = optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm),
                          optax.adam(hparams.value_learning_rate, eps=1e-5))
-    return actor_critic.skipping_nonfinite(
+    return optim.skipping_nonfinite(
         optax.multi_transform({"actor": optax.set_to_zero(), "critic": critic}, _labels),
         config.skip_nonfinite)
 
 
-def init(key: PRNGKey, config: Config, hparams: HParams) -> State:
+def init(key: PRNGKey, setup: Setup, hparams: HParams) -> State:
     """Fresh parameters, optimizer state and `num_envs` reset environments."""
-    return actor_critic.init(key, config, optimizer(hparams, config))
+    return actor_critic.init(key, setup, optimizer(hparams, setup.config))
 
 
-def surrogate(actor: Params, critic: Params, batch: Batch, config: Config) -> jax.Array:
+def surrogate(actor: Params, critic: Params, batch: Batch, setup: Setup) -> jax.Array:
     """`mean(pi(a|s) / pi_old(a|s) * A)` over the batch (to maximise); scalar."""
     params = actor_critic.merge_params(actor, critic)
-    dist, _ = actor_critic.policy(params, batch.obs, config)
+    dist, _ = actor_critic.policy(params, batch.obs, setup)
     ratio = losses.importance_ratio(dist.log_prob(batch.action), batch.log_prob)
     return (ratio * batch.advantage).mean()
 
 
-def kl_to_old(actor: Params, critic: Params, batch: Batch, config: Config) -> jax.Array:
+def kl_to_old(actor: Params, critic: Params, batch: Batch, setup: Setup) -> jax.Array:
     """Exact `mean KL(pi_old || pi)` over the batch's states; scalar."""
     policy_params, _ = actor_critic.heads(actor_critic.merge_params(actor, critic),
-                                          batch.obs, config)
-    return actor_critic.mean_kl(batch.policy_params, policy_params, config)
+                                          batch.obs, setup)
+    return actor_critic.mean_kl(batch.policy_params, policy_params, setup)
 
 
-def policy_step(params: Params, batch: Batch, hparams: HParams, config: Config):
+def policy_step(params: Params, batch: Batch, hparams: HParams, setup: Setup):
     """One trust-region step of the actor on a `[B]` batch (critic untouched).
 
     Returns:
       `(params, metrics)`: `trpo/*` from the line search, plus `trpo/expected_improvement`
       and `trpo/grad_norm` of the surrogate gradient.
     """
+    config = setup.config
     actor, critic = actor_critic.split_params(params)
-    surrogate_fn = lambda a: surrogate(a, critic, batch, config)  # noqa: E731
-    kl_fn = lambda a: kl_to_old(a, critic, batch, config)  # noqa: E731
+    surrogate_fn = lambda a: surrogate(a, critic, batch, setup)  # noqa: E731
+    kl_fn = lambda a: kl_to_old(a, critic, batch, setup)  # noqa: E731
     grad = jax.grad(surrogate_fn)(actor)
 
     def fvp(v):
@@ -165,56 +148,58 @@ def policy_step(params: Params, batch: Batch, hparams: HParams, config: Config):
         "trpo/grad_norm": optax.tree.norm(grad)}
 
 
-def loss(params: Params, batch: Batch, hparams: HParams, config: Config):
+def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup):
     """The critic's loss: `0.5 mean (V(s) - target)^2`; returns `(loss, metrics)`."""
     del hparams
-    _, value = actor_critic.policy(params, batch.obs, config)
+    _, value = actor_critic.policy(params, batch.obs, setup)
     value_loss = 0.5 * jnp.square(value - batch.target).mean()
     return value_loss, {"loss/value": value_loss}
 
 
-def update(state: State, batch: Batch, hparams: HParams, config: Config):
-    """One Adam step of the critic on a minibatch; returns `(state, metrics)`."""
-    return actor_critic.gradient_step(loss, state, batch, hparams, config,
-                                      optimizer(hparams, config))
+def update(state: State, batch: Batch, hparams: HParams, setup: Setup):
+    """One Adam step of the critic on a minibatch.
+
+    Returns:
+      `(state, metrics)` with `loss/value` and `opt/grad_norm`.
+    """
+    return optim.gradient_step(loss, state, batch, optimizer(hparams, setup.config),
+                               hparams, setup)
 
 
-def fit_critic(state: State, batch: Batch, key: PRNGKey, hparams: HParams, config: Config):
-    """`value_epochs` epochs of `update` over shuffled minibatches; metrics averaged."""
+def fit_critic(state: State, batch: Batch, key: PRNGKey, hparams: HParams, setup: Setup):
+    """`value_epochs` epochs of `update` over `value_minibatches` shuffled minibatches.
 
-    def epoch(state, epoch_key):
-        perm = jax.random.permutation(epoch_key, config.batch_size)
-        minibatches = jax.tree.map(
-            lambda x: x[perm].reshape((config.value_minibatches, -1) + x.shape[1:]), batch)
-        return jax.lax.scan(lambda st, mb: update(st, mb, hparams, config), state, minibatches)
+    Returns:
+      `(state, metrics)`, metrics averaged over all critic updates.
+    """
+    config = setup.config
+    return actor_critic.minibatch_epochs(
+        state, batch, key, lambda st, mb: update(st, mb, hparams, setup),
+        config.value_epochs, config.value_minibatches)
 
-    state, metrics = jax.lax.scan(epoch, state, jax.random.split(key, config.value_epochs))
-    return state, jax.tree.map(jnp.mean, metrics)
 
+def iteration(state: State, key: PRNGKey, hparams: HParams, setup: Setup):
+    """Collect a rollout, take one trust-region policy step, then fit the critic.
 
-def iteration(state: State, key: PRNGKey, hparams: HParams, config: Config):
-    """Collect a rollout, take one trust-region policy step, then fit the critic."""
+    Returns:
+      `(state, metrics)`: learning metrics, the policy's entropy and `episode/*`
+      statistics of the rollout.
+    """
     rollout_key, critic_key = jax.random.split(key)
-    state, traj, episodes = actor_critic.collect(state, rollout_key, config)
+    state, traj, episodes = actor_critic.collect(state, rollout_key, setup)
     batch = actor_critic.make_batch(state.params, traj, hparams.gamma, hparams.gae_lambda,
-                                    config, keep_policy=True,
+                                    setup, keep_policy=True,
                                     reward_scale=hparams.reward_scale)
     policy_batch = batch
-    if config.normalize_advantages:
+    if setup.config.normalize_advantages:
         policy_batch = batch.replace(advantage=actor_critic.standardize(batch.advantage))
-    params, policy_metrics = policy_step(state.params, policy_batch, hparams, config)
+    params, policy_metrics = policy_step(state.params, policy_batch, hparams, setup)
     state, metrics = fit_critic(state.replace(params=params), batch, critic_key, hparams,
-                                config)
-    dist, _ = actor_critic.policy(state.params, batch.obs, config)
+                                setup)
+    dist, _ = actor_critic.policy(state.params, batch.obs, setup)
     return state, {**metrics, **policy_metrics, "loss/entropy": dist.entropy().mean(),
                    **rollout.episode_metrics(episodes)}
 
 
-def make_parts(config: Config):
-    """`(init, iteration)` closed over `config`, for `jaxrl.runner`."""
-    return runner.bind(init, iteration, config)
-
-
-def make_train(config: Config):
-    """`train(key, hparams) -> (state, metrics[num_iterations])`, one pure function."""
-    return runner.make_train(*make_parts(config), config.num_iterations)
+AGENT = Agent(name="trpo", Config=Config, HParams=HParams, setup=setup, init=init,
+              iteration=iteration, greedy_act=greedy_act, loss=loss, update=update)

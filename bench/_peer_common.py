@@ -93,11 +93,11 @@ def measure(fn, args: tuple, env_steps: int, repeats: int, label: str | None = N
 
 def measure_train(agent, config, hparams, num_seeds: int, repeats: int,
                   steps_per_seed: int | None = None):
-    """`measure` of a jaxrl agent: `runner.vmap_seeds(agent.make_train(config), (0, None))`
+    """`measure` of a jaxrl agent: `runner.vmap_seeds(runner.make_train(agent, config), (0, None))`
     (a vmap, except at one seed) over `num_seeds` keys split from `jax.random.key(0)`, the
     same `hparams` for all.
 
-    Env steps = `steps_per_seed` (default: `config.num_iterations * config.batch_size`)
+    Env steps = `steps_per_seed` (default: `config.num_iterations * config.steps_per_iteration`)
     x `num_seeds`.  Returns (result dict with the run's shape, output of the last call).
     """
     import jax
@@ -105,10 +105,10 @@ def measure_train(agent, config, hparams, num_seeds: int, repeats: int,
     from jaxrl import runner
 
     # What `jaxrl train` runs: one seed unvmapped (like the peers' one-seed runs).
-    fn = runner.vmap_seeds(agent.make_train(config), (0, None))
+    fn = runner.vmap_seeds(runner.make_train(agent, config), (0, None))
     keys = jax.random.split(jax.random.key(0), num_seeds)
     if steps_per_seed is None:
-        steps_per_seed = config.num_iterations * config.batch_size
+        steps_per_seed = config.num_iterations * config.steps_per_iteration
     res, out = measure(fn, (keys, hparams), steps_per_seed * num_seeds, repeats)
     res.update(num_envs=config.num_envs, num_seeds=num_seeds,
                rollout_len=config.rollout_len, total_timesteps=config.total_timesteps)

@@ -31,7 +31,8 @@ What is measured (each in its own subprocess):
            random actions and no updates excluded), median over `--sb3-repeats` runs.
            Also reported: an estimate of the full 5e5-step run (10k warm-up steps at
            SB3's measured warm-up rate plus 490k at its learning rate).
-  OURS     `jaxrl.agents.dqn`: `jax.jit(jax.vmap(dqn.make_train(config), (0, None)))`
+  OURS     `jaxrl.agents.dqn`: `jax.jit(jax.vmap(runner.make_train(dqn.AGENT, config),
+           (0, None)))`
            over seeds, 1 seed and 8 seeds (`rollout_len=500`: 100 iterations of 500
            vectorised steps, one logged row each; `train_frequency=1`, `gradient_steps=1`,
            `target_update_period=50` updates, `exploration_fraction=0.5`, `anneal_lr`
@@ -125,7 +126,7 @@ def measure_jaxrl(num_seeds: int, total_timesteps: int, rollout_len: int, repeat
     hparams = dqn.HParams.create(learning_rate=2.5e-4, gamma=0.99, tau=1.0,
                                  epsilon_start=1.0, epsilon_end=0.05,
                                  exploration_fraction=0.5)
-    res, (_, metrics) = measure_train(dqn, config, hparams, num_seeds, repeats)
+    res, (_, metrics) = measure_train(dqn.AGENT, config, hparams, num_seeds, repeats)
     tail = max(1, config.num_iterations // 20)  # the last 5% of iterations
     res.update(
         num_iterations=config.num_iterations,

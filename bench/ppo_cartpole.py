@@ -17,7 +17,7 @@ GPU memory of one measurement cannot affect another):
   CEILING  raw gymnax 1.0.1 CartPole-v1 steps/s: uniformly random actions, `env.step`
            vmapped over N envs inside a jitted `lax.scan` (no learning at all), at 4 envs
            and at `--num-envs-large` envs (and at num-envs-large x num-seeds-large).
-  OURS     `jaxrl.agents.ppo`: `jax.jit(jax.vmap(ppo.make_train(config), (0, None)))`
+  OURS     `jaxrl.agents.ppo`: `jax.jit(jax.vmap(runner.make_train(ppo.AGENT, config), (0, None)))`
            over seeds, at the PureJaxRL config with 1 seed and with 8 seeds, and at
            `--num-envs-large` envs x 16 steps x 30 updates (x `--num-seeds-large` seeds).
 
@@ -149,7 +149,7 @@ def measure_jaxrl(
     hparams = ppo.HParams.create(learning_rate=2.5e-4)  # the rest: PureJaxRL defaults
     # Env steps actually run: whole updates of num_envs x rollout_len per seed.
     batch = num_envs * rollout_len
-    res, _ = measure_train(ppo, config, hparams, num_seeds, repeats,
+    res, _ = measure_train(ppo.AGENT, config, hparams, num_seeds, repeats,
                            steps_per_seed=(total_timesteps // batch) * batch)
     res["num_updates"] = total_timesteps // batch
     return res

@@ -62,14 +62,14 @@ def run_variant(name: str, total_timesteps: int, num_seeds: int, seed: int) -> d
     config = dqn.RainbowConfig(env="CartPole-v1", total_timesteps=total_timesteps,
                                **VARIANTS[name])
     t0 = time.perf_counter()
-    per_seed = learning_check(dqn, config, dqn.HParams.create(), num_seeds=num_seeds,
-                              seed=seed)
+    per_seed = learning_check(dqn.RAINBOW_AGENT, config, dqn.HParams.create(),
+                              num_seeds=num_seeds, seed=seed)
     wall = time.perf_counter() - t0
     per_seed = np.asarray(per_seed, np.float64)
     return {"variant": name, "overrides": VARIANTS[name],
             "per_seed_final_return": [None if np.isnan(r) else float(r) for r in per_seed],
             "mean_final_return": float(np.nanmean(per_seed)), "wall_s": wall,
-            "env_steps_per_seed": config.num_iterations * config.batch_size,
+            "env_steps_per_seed": config.num_iterations * config.steps_per_iteration,
             "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}
 
 

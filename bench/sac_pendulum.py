@@ -33,7 +33,7 @@ What is measured (each in its own subprocess):
            time of that phase (warm-up of random actions without updates excluded),
            median over `--sb3-repeats` runs.
   OURS     `jaxrl.agents.REGISTRY["sac"]` if it exists (else reported as "not
-           available"): `jax.jit(jax.vmap(sac.make_train(config), (0, None)))` over
+           available"): `jax.jit(jax.vmap(runner.make_train(sac, config), (0, None)))` over
            seeds, 1 seed (and `--num-seeds-multi`), with the fields above
            (`rollout_len=1000`: one logged row per 1000 steps) and, where the agent has them,
            `target_update_period=1`, `num_critics=2`, `autotune_alpha=True`,

@@ -98,9 +98,12 @@ class BaseConfig:
         return self.total_timesteps // self.steps_per_iteration
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Setup:
     """What an agent builds once per config and closes over; never built in a trace.
+
+    Compared and hashed by identity, so a jitted function may take it as a static
+    argument: the same `Setup` reuses the compiled program.
 
     Attributes:
       config: the agent's `Config`.

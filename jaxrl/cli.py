@@ -101,16 +101,16 @@ def _default_out(agent: str, env: str) -> str:
 # Agents, envs and the runner are imported inside the commands so that usage errors and
 # `--help` answer before JAX and the libraries load.
 def _train(argv: list[str]) -> int:
-    from jaxrl.agents import REGISTRY
+    from jaxrl import agents
 
     if not argv or argv[0].startswith("-"):
-        raise ConfigError(f"agent is required; allowed: {', '.join(REGISTRY)}")
+        raise ConfigError(f"agent is required; allowed: {', '.join(agents.ENTRIES)}")
     agent_name = argv[0]
-    if agent_name not in REGISTRY:
-        raise ConfigError(f"agent {agent_name!r} is unknown; allowed: {', '.join(REGISTRY)}")
-    agent = REGISTRY[agent_name]
-    parser = _Parser(prog=f"jaxrl train {agent_name}",
-                     description=(agent.__doc__ or "").split("\n")[0])
+    if agent_name not in agents.ENTRIES:
+        raise ConfigError(f"agent {agent_name!r} is unknown; allowed: "
+                          f"{', '.join(agents.ENTRIES)}")
+    agent = agents.get(agent_name)
+    parser = _Parser(prog=f"jaxrl train {agent_name}", description=agent.doc)
     run = parser.add_argument_group("run")
     run.add_argument("--num-seeds", type=int, default=1, metavar="INT",
                      help="seeds trained at once with vmap (default: 1)")
@@ -152,7 +152,7 @@ def _train(argv: list[str]) -> int:
     from jaxrl import experiment
 
     out = args.out or _default_out(agent_name, config.env)
-    experiment.train(agent_name, agent, config, hparams, out, seed=args.seed,
+    experiment.train(agent, config, hparams, out, seed=args.seed,
                      num_seeds=args.num_seeds, devices=args.devices,
                      seed_batch=args.seed_batch, chunk_iterations=args.chunk_iterations,
                      progress=not args.no_progress,
@@ -173,8 +173,9 @@ def _resume(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from jaxrl import experiment
+    from jaxrl.agents import REGISTRY
 
-    experiment.resume(args.run_dir, progress=not args.no_progress)
+    experiment.resume(args.run_dir, REGISTRY, progress=not args.no_progress)
     print(f"run folder: {args.run_dir}")
     return 0
 
@@ -198,9 +199,10 @@ def _eval(argv: list[str]) -> int:
     import numpy as np
 
     from jaxrl import experiment
+    from jaxrl.agents import REGISTRY
 
-    ev = experiment.evaluate_run(args.run_dir, episodes=args.episodes, step=args.checkpoint,
-                                 seed=args.seed)
+    ev = experiment.evaluate_run(args.run_dir, REGISTRY, episodes=args.episodes,
+                                 step=args.checkpoint, seed=args.seed)
     print(f"checkpoint {ev.checkpoint} (iteration {ev.iteration} of {ev.num_iterations}): "
           f"greedy return over {args.episodes} episodes per seed")
     print(f"{'seed':>6} {'episodes':>9} {'mean':>10} {'std':>10} {'min':>10} {'max':>10}")
@@ -243,8 +245,8 @@ def _list(argv: list[str]) -> int:
     from jaxrl.agents import REGISTRY
 
     print("agents:")
-    for name, module in REGISTRY.items():
-        print(f"  {name:<12} {(module.__doc__ or '').strip().splitlines()[0]}")
+    for name, agent in REGISTRY.items():
+        print(f"  {name:<12} {agent.doc}")
     print("environments:")
     for env_id in envs.list_envs():
         print(f"  {env_id}")

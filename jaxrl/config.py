@@ -137,5 +137,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
             value = value.tolist()
         elif isinstance(value, tuple):
             value = list(value)
+        elif not isinstance(value, (bool, int, float, str, type(None))):
+            value = repr(value)  # e.g. a user's flax module as the torso: recorded, not rebuilt
         out[f.name] = value
     return out

@@ -17,14 +17,14 @@ import json
 import os
 import shutil
 from importlib import metadata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
 from jaxrl import checkpoint, rollout, runner
-from jaxrl.agents import REGISTRY
+from jaxrl.agent import Agent, Setup
 from jaxrl.config import ConfigError, to_dict
 from jaxrl.logger import (FINAL_RETURN_SOURCE, JsonlLogger, Progress, TensorBoardLogger,
                           TimingLogger, WandbLogger, final_returns, print_summary,
@@ -90,19 +90,19 @@ def prepare_out_dir(out: str, *, overwrite: bool = False) -> None:
         raise ConfigError(f"out {out!r} is not writable: {e.strerror}") from None
 
 
-def evaluate(agent: Any, config: Any, params: Any, *, num_episodes: int, seed: int,
+def evaluate(agent: Agent, setup: Setup, params: Any, *, num_episodes: int, seed: int,
              train_env_state: Any = None) -> np.ndarray:
     """Greedy returns `[S, num_episodes]` of seed-batched `params`, one episode per env copy.
 
     Uses the agent's `greedy_act` on fresh environments (seeded apart from training), for
     the env's time limit plus one step so every episode can end. Pass the seed-batched
     training env state to normalise observations with the statistics learned in training.
+    `setup` is `agent.setup(config)`, built once by the caller.
     """
-    s = agent.setup(config)
-    max_steps = int(getattr(s.env_params, "max_steps_in_episode", 1000)) + 1
+    max_steps = int(getattr(setup.env_params, "max_steps_in_episode", 1000)) + 1
     evaluate_one = rollout.make_evaluate(
-        s.env, s.env_params, functools.partial(agent.greedy_act, config=config), num_episodes,
-        max_steps)
+        setup.env, setup.env_params, functools.partial(agent.greedy_act, setup=setup),
+        num_episodes, max_steps)
     num_seeds = jax.tree.leaves(params)[0].shape[0]
     keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 0x5EED), num_seeds)
     if train_env_state is None:
@@ -125,7 +125,7 @@ def summarize(agent_name: str, config: Any, result: runner.RunResult, num_seeds:
     per_seed = final_returns(result.metrics)
     finite = per_seed[np.isfinite(per_seed)]
     as_float = _json_float
-    steps_here = result.env_steps - result.first_iteration * config.batch_size
+    steps_here = result.env_steps - result.first_iteration * config.steps_per_iteration
     summary = {
         "agent": agent_name,
         "env": config.env,
@@ -148,8 +148,7 @@ def summarize(agent_name: str, config: Any, result: runner.RunResult, num_seeds:
 class Run(NamedTuple):
     """What a run folder's `config.json` describes."""
 
-    agent_name: str
-    agent: Any  # the agent module (or `Preset`)
+    agent: Agent
     config: Any
     hparams: Any
     options: dict  # seed, num_seeds, devices, chunk_iterations, checkpoint_every, ...
@@ -164,23 +163,24 @@ def _checkpoint_meta(run: Run) -> dict:
     """What a checkpoint must match to continue `run`: a different value of any of these
     changes the state's shapes or the computation (`run.seed` and `chunk_iterations`
     included: the run keys and the compiled chunk grid)."""
-    return {"agent": run.agent_name, "env": run.config.env, "config": to_dict(run.config),
+    return {"agent": run.agent.name, "env": run.config.env, "config": to_dict(run.config),
             "hparams": to_dict(run.hparams),
             "run": {k: run.options[k] for k in ("seed", "num_seeds", "chunk_iterations")}}
 
 
-def _execute(run: Run, out: str, *, start: runner.Start | None, progress: bool, quiet: bool,
-             callbacks: Sequence[runner.Callback], wall_offset_s: float = 0.0) -> dict:
+def _execute(run: Run, setup: Setup, out: str, *, start: runner.Start | None, progress: bool,
+             quiet: bool, callbacks: Sequence[runner.Callback],
+             wall_offset_s: float = 0.0) -> dict:
     """Train (or continue) `run` into `out`, then write the summary and the curve."""
     config, opts = run.config, run.options
-    steps = config.batch_size
+    steps = config.steps_per_iteration
     resumed = start is not None
-    init_fn, iteration_fn = run.agent.make_parts(config)
+    init_fn, iteration_fn = runner.parts(run.agent, config, setup)
     cbs: list = [
         JsonlLogger(os.path.join(out, "metrics.jsonl"), steps, append=resumed),
         TimingLogger(os.path.join(out, "timing.jsonl"), offset_s=wall_offset_s,
                      append=resumed),
-        Progress(config.num_iterations * steps, f"{run.agent_name} {config.env}",
+        Progress(config.num_iterations * steps, f"{run.agent.name} {config.env}",
                  enabled=progress and not quiet,
                  start_env_steps=(start.iteration if resumed else 0) * steps)]
     if opts.get("tensorboard"):
@@ -205,7 +205,7 @@ def _execute(run: Run, out: str, *, start: runner.Start | None, progress: bool, 
         _, metrics = read_metrics(os.path.join(out, "metrics.jsonl"))
         result = dataclasses.replace(result, metrics=metrics,
                                      wall_time_s=result.wall_time_s + wall_offset_s)
-    return _finish(run, out, result, quiet=quiet)
+    return _finish(run, setup, out, result, quiet=quiet)
 
 
 def _eval_summary(returns: np.ndarray, episodes: int) -> dict:
@@ -221,26 +221,27 @@ def _eval_summary(returns: np.ndarray, episodes: int) -> dict:
                                   "eval_episodes fresh env copies"}
 
 
-def _finish(run: Run, out: str, result: runner.RunResult, *, quiet: bool) -> dict:
+def _finish(run: Run, setup: Setup, out: str, result: runner.RunResult, *,
+            quiet: bool) -> dict:
     config, opts = run.config, run.options
-    summary = summarize(run.agent_name, config, result, opts["num_seeds"])
+    summary = summarize(run.agent.name, config, result, opts["num_seeds"])
     episodes = opts.get("eval_episodes", 0)
     if episodes:
-        returns = evaluate(run.agent, config, result.state.params, num_episodes=episodes,
+        returns = evaluate(run.agent, setup, result.state.params, num_episodes=episodes,
                            seed=opts["seed"], train_env_state=result.state.env_state)
         summary.update(_eval_summary(returns, episodes))
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2, allow_nan=False)
-    steps = np.arange(1, config.num_iterations + 1) * config.batch_size
-    plot_curves([(run.agent_name, steps, result.metrics["episode/return"])],
+    steps = np.arange(1, config.num_iterations + 1) * config.steps_per_iteration
+    plot_curves([(run.agent.name, steps, result.metrics["episode/return"])],
                 os.path.join(out, "learning_curve.png"),
-                title=f"{run.agent_name} on {config.env}")
+                title=f"{run.agent.name} on {config.env}")
     if not quiet:
         print_summary(summary)
     return summary
 
 
-def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
+def train(agent: Agent, config: Any, hparams: Any, out: str, *,
           seed: int = 0, num_seeds: int = 1, devices: int | None = None,
           seed_batch: int | None = None,
           chunk_iterations: int | None = None, progress: bool = True,
@@ -252,8 +253,9 @@ def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
     """Train `num_seeds` seeds of `agent` and write the run folder `out`.
 
     Args:
-      agent_name: CLI name of the agent (recorded in the files).
-      agent: the agent module (`jaxrl.agents.ppo`, ...).
+      agent: the `Agent` record (`jaxrl.agents.get("ppo")`, or your own); its name is
+        recorded in the files, and `resume` finds it by that name in the registry it is
+        given.
       config, hparams: the agent's `Config` and `HParams`.
       out: run folder; must not already hold a run unless `overwrite`.
       seed_batch: seeds computed side by side (None: all, vmapped); see `runner.run`.
@@ -289,7 +291,7 @@ def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
     runner.choose_devices(devices, num_seeds, config.num_envs)  # validate before any work
     runner.check_seed_batch(seed_batch)
     try:
-        agent.setup(config)  # build the env and network now: a failure leaves no folder
+        setup = agent.setup(config)  # built once, now: a failure leaves no folder
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - e.g. an env that downloads data at construction
@@ -304,11 +306,12 @@ def train(agent_name: str, agent: Any, config: Any, hparams: Any, out: str, *,
                "eval_episodes": eval_episodes, "tensorboard": tensorboard,
                "wandb": wandb, "wandb_project": wandb_project}
     with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump({"agent": agent_name, "env": config.env, "config": to_dict(config),
+        json.dump({"agent": agent.name, "env": config.env, "config": to_dict(config),
                    "hparams": to_dict(hparams), "run": options,
                    "versions": library_versions()}, f, indent=2)
-    run = Run(agent_name, agent, config, hparams, options)
-    return _execute(run, out, start=None, progress=progress, quiet=quiet, callbacks=callbacks)
+    run = Run(agent, config, hparams, options)
+    return _execute(run, setup, out, start=None, progress=progress, quiet=quiet,
+                    callbacks=callbacks)
 
 
 def _from_dict(cls: Any, values: dict, where: str) -> Any:
@@ -322,8 +325,10 @@ def _from_dict(cls: Any, values: dict, where: str) -> Any:
                   else v for k, v in values.items()})
 
 
-def load_run(out: str) -> Run:
+def load_run(out: str, agents: Mapping[str, Agent]) -> Run:
     """Read the `Run` a run folder's `config.json` describes (validated like the CLI's).
+
+    `agents` maps agent names to records (the CLI passes `jaxrl.agents.REGISTRY`).
 
     Raises:
       ConfigError: the folder or its config.json is missing or unreadable, or names an
@@ -344,19 +349,20 @@ def load_run(out: str) -> Run:
             raise KeyError(f"run.{missing[0]}")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path} is unreadable ({type(e).__name__}: {e})") from None
-    if agent_name not in REGISTRY:
+    if agent_name not in agents:
         raise ConfigError(f"{path}: agent {agent_name!r} is unknown; allowed: "
-                          f"{', '.join(REGISTRY)}")
-    agent = REGISTRY[agent_name]
+                          f"{', '.join(agents)}")
+    agent = agents[agent_name]
     config = _from_dict(agent.Config, config_values, f"{path}: config")
     hparams = agent.HParams.create(**{k: np.asarray(v) if isinstance(v, list) else v
                                       for k, v in hparam_values.items()})
     options["chunk_iterations"] = runner.default_chunk_iterations(
         config.num_iterations, options.get("chunk_iterations"))
-    return Run(agent_name, agent, config, hparams, options)
+    return Run(agent, config, hparams, options)
 
 
-def restore_checkpoint(run: Run, out: str, step: int | None = None) -> tuple[Any, dict]:
+def restore_checkpoint(run: Run, setup: Setup, out: str,
+                       step: int | None = None) -> tuple[Any, dict]:
     """Restore checkpoint `step` (default: the newest) of run folder `out`.
 
     The template is built from `run` (`jax.eval_shape` of the agent's init), and the
@@ -370,14 +376,15 @@ def restore_checkpoint(run: Run, out: str, step: int | None = None) -> tuple[Any
     if not checkpoint.steps(directory):
         raise ConfigError(f"run folder {out!r} has no checkpoint ({directory} is missing or "
                           "empty)")
-    init_fn, _ = run.agent.make_parts(run.config)
+    init_fn, _ = runner.parts(run.agent, run.config, setup)
     state, run_keys = runner.state_shapes(init_fn, run.hparams, seed=run.options["seed"],
                                           num_seeds=run.options["num_seeds"])
     return checkpoint.restore(directory, {"state": state, "run_keys": run_keys},
                               expected=_checkpoint_meta(run), step=step)
 
 
-def resume(out: str, *, progress: bool = True, quiet: bool = False,
+def resume(out: str, agents: Mapping[str, Agent], *, progress: bool = True,
+           quiet: bool = False,
            callbacks: Sequence[runner.Callback] = ()) -> dict:
     """Continue the run in folder `out` from its newest checkpoint to the configured end.
 
@@ -389,15 +396,16 @@ def resume(out: str, *, progress: bool = True, quiet: bool = False,
     Returns:
       The summary dict (also written to `summary.json`).
     """
-    run = load_run(out)
-    tree, meta = restore_checkpoint(run, out)
+    run = load_run(out, agents)
+    setup = run.agent.setup(run.config)
+    tree, meta = restore_checkpoint(run, setup, out)
     iteration = meta["iteration"]
     truncate_jsonl(os.path.join(out, "metrics.jsonl"), iteration)
     timing = truncate_jsonl(os.path.join(out, "timing.jsonl"), iteration,
                             every_iteration=False)
     offset = float(timing[-1]["wall_time_s"]) if timing else 0.0
     start = runner.Start(state=tree["state"], run_keys=tree["run_keys"], iteration=iteration)
-    return _execute(run, out, start=start, progress=progress, quiet=quiet,
+    return _execute(run, setup, out, start=start, progress=progress, quiet=quiet,
                     callbacks=callbacks, wall_offset_s=offset)
 
 
@@ -411,7 +419,8 @@ class Evaluation:
     returns: np.ndarray
 
 
-def evaluate_run(out: str, *, episodes: int = 100, step: int | None = None,
+def evaluate_run(out: str, agents: Mapping[str, Agent], *, episodes: int = 100,
+                 step: int | None = None,
                  seed: int | None = None) -> Evaluation:
     """Evaluate checkpoint `step` (default: the newest) of run folder `out` greedily.
 
@@ -423,10 +432,11 @@ def evaluate_run(out: str, *, episodes: int = 100, step: int | None = None,
         raise ConfigError(f"episodes must be a positive integer, got {episodes!r}")
     if seed is not None and (type(seed) is not int or seed < 0):
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    run = load_run(out)
-    tree, meta = restore_checkpoint(run, out, step)
+    run = load_run(out, agents)
+    setup = run.agent.setup(run.config)
+    tree, meta = restore_checkpoint(run, setup, out, step)
     state = tree["state"]
-    returns = evaluate(run.agent, run.config, state.params, num_episodes=episodes,
+    returns = evaluate(run.agent, setup, state.params, num_episodes=episodes,
                        seed=run.options["seed"] if seed is None else seed,
                        train_env_state=state.env_state)
     return Evaluation(

@@ -331,7 +331,7 @@ class QNetwork(nn.Module):
             raise ValueError("a noisy QNetwork needs its noise (see noisy_layer_noise)")
         if self.torso != "mlp":
             x = features(self.torso, self.hidden_sizes, self.activation, obs, self.obs_ndim,
-                         "torso")
+                         "features")
         else:
             x = _flat_obs(obs, self.obs_ndim)
             act = ACTIVATIONS[self.activation]

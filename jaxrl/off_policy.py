@@ -1,15 +1,15 @@
-"""Off-policy plumbing shared by replay-based agents (DQN now; DDPG, TD3, SAC later).
+"""Off-policy plumbing shared by replay-based agents (the DQN family, DDPG, TD3, SAC,
+continuous Q-learning).
 
 Everything here is independent of how an agent turns replayed data into an update: the
-wrapped environment, the replay buffer built from a config, the training state (online and
+fields every replay config shares (`Config`), the replay buffer built from a config, the
+training state (online and
 target parameters, optimizer, buffer, envs, per-env exploration noise, counters), stepping
 all env copies once and storing the step in the buffer, a learning phase of several
 gradient steps that waits for a warm-up, target-network updates and linear schedules. An
 iteration is `rollout_len // train_frequency` phases of `train_frequency` env steps of all
 `num_envs` copies followed by `gradient_steps` updates. An agent module supplies its own
-`Config` (with the fields `env`, `num_envs`, `rollout_len`, `total_timesteps`,
-`buffer_size`, `minibatch_size`, `learning_starts`, `train_frequency`, `gradient_steps`,
-`target_update_period`, `hidden_sizes`, `activation`), its acting and its update.
+`Config` (a subclass of `Config`), its `Setup`, its acting and its update.
 """
 
 from __future__ import annotations
@@ -23,69 +23,22 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl import buffers, envs, returns, rollout
+from jaxrl import buffers, returns, rollout
 from jaxrl import config as cfg
-from jaxrl import networks
-from jaxrl.actor_critic import RolloutSizes
+from jaxrl.agent import BaseConfig, Setup
 from jaxrl.config import ConfigError
 from jaxrl.types import Metrics, Params, PRNGKey, Transition
 
-_COUNTS = ("num_envs", "rollout_len", "total_timesteps", "buffer_size", "minibatch_size",
-           "train_frequency", "gradient_steps", "target_update_period")
-
-
-def check_config(config: Any, counts: tuple[str, ...] = (), *, sequence_length: int = 1) -> None:
-    """Validate the fields every off-policy config shares, plus `counts`.
-
-    Args:
-      config: the agent's config (see the module docstring for the fields read).
-      counts: more fields that must be positive integers.
-      sequence_length: replay window length (n for n-step targets).
-
-    Raises:
-      ConfigError: naming the first bad field and what is allowed.
-    """
-    if not isinstance(config.env, str):
-        raise ConfigError(f"env must be a string environment id, got {config.env!r}")
-    envs.check_env_id(config.env)
-    cfg.check_positive_int(config, _COUNTS + counts)
-    skip = getattr(config, "skip_nonfinite", 0)
-    if type(skip) is not int or skip < 0:
-        raise ConfigError(f"skip_nonfinite must be a non-negative int (0: off), got {skip!r}")
-    if type(config.learning_starts) is not int or config.learning_starts < 0:
-        raise ConfigError(f"learning_starts must be a non-negative integer, got "
-                          f"{config.learning_starts!r}")
-    cfg.check_sizes("hidden_sizes", config.hidden_sizes)
-    cfg.check_choice("activation", config.activation, networks.ACTIVATIONS)
-    if config.rollout_len % config.train_frequency:
-        raise ConfigError(f"train_frequency ({config.train_frequency}) must divide "
-                          f"rollout_len ({config.rollout_len})")
-    if config.total_timesteps < config.batch_size:
-        raise ConfigError(f"total_timesteps ({config.total_timesteps}) must be at least "
-                          f"num_envs * rollout_len ({config.batch_size})")
-    if config.buffer_size % config.num_envs:
-        raise ConfigError(f"buffer_size ({config.buffer_size}) must be a multiple of "
-                          f"num_envs ({config.num_envs})")
-    rows = config.buffer_size // config.num_envs
-    if rows < sequence_length:
-        raise ConfigError(f"buffer_size ({config.buffer_size}) must hold at least "
-                          f"{sequence_length} steps per env (num_envs * n_step)")
-    windows = (rows - sequence_length + 1) * config.num_envs
-    if config.minibatch_size > windows:
-        raise ConfigError(f"minibatch_size ({config.minibatch_size}) must be at most the "
-                          f"{windows} windows a full buffer of buffer_size "
-                          f"{config.buffer_size} holds")
+_COUNTS = ("buffer_size", "minibatch_size", "train_frequency", "gradient_steps",
+           "target_update_period", "n_step")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Config(RolloutSizes):
-    """Fields every replay-based agent shares; each agent's `Config` subclasses it.
+class Config(BaseConfig):
+    """Fields every replay-based agent shares; each agent's `Config` subclasses it. The
+    fields not listed are `jaxrl.agent.BaseConfig`'s.
 
     Attributes:
-      env: registered environment id (`jaxrl list`).
-      num_envs: parallel environment copies per seed (`N`).
-      rollout_len: env steps per env copy per iteration (one logged row).
-      total_timesteps: env steps per seed over the whole run (all env copies).
       buffer_size: replay capacity in transitions; a multiple of num_envs.
       minibatch_size: transitions (n-step windows) sampled per gradient step.
       learning_starts: env steps taken before the first gradient step (warm-up).
@@ -94,30 +47,40 @@ class Config(RolloutSizes):
       gradient_steps: gradient steps per learning phase.
       target_update_period: gradient steps between target-network updates (with tau 1 a
         hard copy every C updates, with period 1 and a small tau Polyak averaging).
-      hidden_sizes: widths of the hidden layers of every network.
-      activation: hidden activation (`tanh`, `relu`, `gelu`, `elu`, `silu`).
       n_step: transitions summed before bootstrapping (1: one-step targets).
-      skip_nonfinite: skip updates whose gradient is NaN or infinite, counting them;
-        fatal after this many in a row (0: off, every non-finite value stops the run).
     """
 
-    env: str
-    num_envs: int = 1
     rollout_len: int = 1000
-    total_timesteps: int = 100_000
+    activation: str = "relu"
     buffer_size: int = 100_000
     minibatch_size: int = 256
     learning_starts: int = 1000
     train_frequency: int = 1
     gradient_steps: int = 1
     target_update_period: int = 1
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    activation: str = "relu"
     n_step: int = 1
-    skip_nonfinite: int = 0
 
     def __post_init__(self):
-        check_config(self, ("n_step",), sequence_length=self.n_step)
+        super().__post_init__()
+        cfg.check_positive_int(self, _COUNTS)
+        if type(self.learning_starts) is not int or self.learning_starts < 0:
+            raise ConfigError(f"learning_starts must be a non-negative integer, got "
+                              f"{self.learning_starts!r}")
+        if self.rollout_len % self.train_frequency:
+            raise ConfigError(f"train_frequency ({self.train_frequency}) must divide "
+                              f"rollout_len ({self.rollout_len})")
+        if self.buffer_size % self.num_envs:
+            raise ConfigError(f"buffer_size ({self.buffer_size}) must be a multiple of "
+                              f"num_envs ({self.num_envs})")
+        rows = self.buffer_size // self.num_envs
+        if rows < self.n_step:
+            raise ConfigError(f"buffer_size ({self.buffer_size}) must hold at least "
+                              f"{self.n_step} steps per env (num_envs * n_step)")
+        windows = (rows - self.n_step + 1) * self.num_envs
+        if self.minibatch_size > windows:
+            raise ConfigError(f"minibatch_size ({self.minibatch_size}) must be at most the "
+                              f"{windows} windows a full buffer of buffer_size "
+                              f"{self.buffer_size} holds")
 
     @property
     def num_updates(self) -> int:
@@ -137,42 +100,15 @@ def check_discrete(spec: Any, env_id: str, agent: str) -> None:
             "(ddpg, td3 or sac) or an env with discrete actions")
 
 
-def make_env(env_id: str, *, normalize_obs: bool = False):
-    """The environment for off-policy training: actions clipped if continuous, optionally
-    running observation normalisation, episode statistics.
-
-    Returns:
-      `(env, env_params, spec)`.
-    """
-    env, env_params = envs.make(env_id)
-    spec = envs.env_spec(env, env_params)
-    env = envs.wrappers.GuardFinite(env, env_params)  # reports NaN obs/rewards (runner)
-    if not spec.discrete:
-        env = envs.ClipAction(env, env_params)
-    if normalize_obs:
-        env = envs.NormalizeObservation(env)
-    return envs.EpisodeStatistics(env), env_params, spec
-
-
-def make_buffer(config: Any, *, sequence_length: int = 1, prioritized: bool = False,
+def make_buffer(config: Config, *, prioritized: bool = False,
                 alpha: float = 0.6) -> buffers.Buffer:
     """The replay buffer of `config`: `buffer_size` transitions, `minibatch_size` windows
-    of `sequence_length` steps per sample, uniform or prioritized (exponent `alpha`)."""
+    of `n_step` steps per sample, uniform or prioritized (exponent `alpha`)."""
     sizes = dict(capacity=config.buffer_size, num_envs=config.num_envs,
-                 batch_size=config.minibatch_size, sequence_length=sequence_length)
+                 batch_size=config.minibatch_size, sequence_length=config.n_step)
     if prioritized:
         return buffers.make_prioritized(alpha=alpha, **sizes)
     return buffers.make_uniform(**sizes)
-
-
-class Setup(struct.PyTreeNode):
-    """Static objects derived from a config (built once per config, closed over)."""
-
-    env: Any = struct.field(pytree_node=False)
-    env_params: Any = struct.field(pytree_node=False)
-    spec: Any = struct.field(pytree_node=False)
-    network: Any = struct.field(pytree_node=False)
-    buffer: buffers.Buffer = struct.field(pytree_node=False)
 
 
 @struct.dataclass
@@ -198,14 +134,15 @@ def example_transition(spec: Any, obs: jax.Array) -> Transition:
                       truncated=jnp.bool_(False), next_obs=obs)
 
 
-def init(key: PRNGKey, setup: Setup, num_envs: int, params: Params,
-         tx: optax.GradientTransformation, noise: Any) -> State:
+def init(key: PRNGKey, setup: Setup, params: Params, tx: optax.GradientTransformation,
+         noise: Any) -> State:
     """`num_envs` reset envs, an empty buffer, the target a copy of `params`, counters at 0.
 
     Args:
       noise: the agent's per-env exploration noise, leaves `[N, ...]` (`{}` if none).
     """
-    env_state, obs = rollout.reset_envs(setup.env, setup.env_params, key, num_envs)
+    env_state, obs = rollout.reset_envs(setup.env, setup.env_params, key,
+                                        setup.config.num_envs)
     buffer_state = setup.buffer.init(example_transition(setup.spec, obs[0]))
     return State(params=params, target_params=jax.tree.map(jnp.copy, params),
                  opt_state=tx.init(params), buffer=buffer_state, env_state=env_state, obs=obs,
@@ -276,7 +213,7 @@ def learn(state: State, key: PRNGKey, ready: jax.Array,
     return jax.lax.cond(ready, run, skip, state)
 
 
-def iteration(state: State, key: PRNGKey, config: Any, setup: Setup,
+def iteration(state: State, key: PRNGKey, setup: Setup,
               step: Callable[[State, PRNGKey], tuple[State, Any]],
               update: Callable[[State, PRNGKey], tuple[State, Metrics]]):
     """`rollout_len // train_frequency` phases of `train_frequency` steps, then updates.
@@ -291,6 +228,7 @@ def iteration(state: State, key: PRNGKey, config: Any, setup: Setup,
       none did), `replay/learning` (fraction of phases that learned) and the `episode/*`
       statistics of the `[rollout_len, N]` steps.
     """
+    config = setup.config
     num_phases = config.rollout_len // config.train_frequency
 
     def phase(state, phase_key):

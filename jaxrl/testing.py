@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl import logger, runner
+from jaxrl.agent import Agent
 from jaxrl.envs.probes import (PROBES, ProbeActionReward, ProbeConstantReward,
                                ProbeOneStepDelay, ProbeRewardEqualsObs, ProbeTimeLimitEndless)
 
@@ -45,7 +46,7 @@ def assert_compiles_once(fn: Callable, arg_sets: Sequence[tuple], *,
     return outputs
 
 
-def run_chunks_compiling_once(agent: Any, config: Any, hparams: Any, chunk_iterations: int,
+def run_chunks_compiling_once(agent: Agent, config: Any, hparams: Any, chunk_iterations: int,
                               *, seed: int = 0) -> tuple[Any, list[Any]]:
     """Run `config` to its end through one jitted runner chunk; fail if it is traced twice.
 
@@ -55,7 +56,7 @@ def run_chunks_compiling_once(agent: Any, config: Any, hparams: Any, chunk_itera
     Returns:
       `(state, [metrics of each call])`.
     """
-    init_fn, iteration_fn = agent.make_parts(config)
+    init_fn, iteration_fn = runner.parts(agent, config)
     state = jax.jit(init_fn)(jax.random.key(seed), hparams)
     chunk = runner.make_chunk(iteration_fn, chunk_iterations, config.num_iterations)
     chex.clear_trace_counter()
@@ -117,7 +118,7 @@ def assert_seeds_differ(values: np.ndarray, name: str = "values") -> None:
                 raise AssertionError(f"{name}: seeds {i} and {j} are identical")
 
 
-def learning_check(agent: Any, config: Any, hparams: Any, *, num_seeds: int = 4,
+def learning_check(agent: Agent, config: Any, hparams: Any, *, num_seeds: int = 4,
                    seed: int = 0) -> np.ndarray:
     """Train `num_seeds` vmapped seeds as `jaxrl train` does and return `[S]` final returns.
 
@@ -125,13 +126,13 @@ def learning_check(agent: Any, config: Any, hparams: Any, *, num_seeds: int = 4,
     the last 5% of iterations (`jaxrl.logger.final_returns`). Prints the per-seed values so
     a learning test's log records them.
     """
-    init_fn, iteration_fn = agent.make_parts(config)
+    init_fn, iteration_fn = runner.parts(agent, config)
     start = time.perf_counter()
     result = runner.run(init_fn, iteration_fn, num_iterations=config.num_iterations,
-                        steps_per_iteration=config.batch_size, hparams=hparams, seed=seed,
-                        num_seeds=num_seeds, num_envs=config.num_envs)
+                        steps_per_iteration=config.steps_per_iteration, hparams=hparams,
+                        seed=seed, num_seeds=num_seeds, num_envs=config.num_envs)
     per_seed = logger.final_returns(result.metrics)
-    name = f"{agent.__name__.split('.')[-1]} ({type(config).__name__})"
+    name = f"{agent.name} ({type(config).__name__})"
     print(f"{name} on {config.env}: per-seed final return "
           f"{np.round(per_seed, 1)}, mean {np.nanmean(per_seed):.1f} "
           f"({time.perf_counter() - start:.0f} s with compilation)")

@@ -148,7 +148,7 @@ def test_a_different_tree_is_refused_even_with_the_same_config(tmp_path):
 def ppo_run(**config):
     config = ppo.Config(**{"num_envs": 4, "rollout_len": 8, "total_timesteps": 64,
                            "num_minibatches": 2, "hidden_sizes": (8,), **config})
-    return experiment.Run("ppo", ppo, config, ppo.HParams.create(),
+    return experiment.Run(ppo.AGENT, config, ppo.HParams.create(),
                           {"seed": 0, "num_seeds": 2, "chunk_iterations": 1})
 
 
@@ -162,18 +162,18 @@ def zeros_like_shapes(shapes):
 
 def test_a_ppo_run_with_another_width_or_env_count_is_refused(tmp_path):
     saved = ppo_run()
-    init_fn, _ = ppo.make_parts(saved.config)
+    init_fn, _ = runner.parts(ppo.AGENT, saved.config)
     state, keys = runner.state_shapes(init_fn, saved.hparams, num_seeds=2)
     saver = checkpoint.Checkpointer(str(tmp_path / checkpoint.CHECKPOINT_DIR),
                                     experiment._checkpoint_meta(saved))
     saver.save(1, zeros_like_shapes({"state": state, "run_keys": keys}))
     saver.close()
-    restored, _ = experiment.restore_checkpoint(saved, str(tmp_path))
+    restored, _ = experiment.restore_checkpoint(saved, ppo.setup(saved.config), str(tmp_path))
     assert restored["state"].params["params"]["actor_torso"]["Dense_0"]["kernel"].shape == \
         (2, 4, 8)
     with pytest.raises(ConfigError) as info:
-        experiment.restore_checkpoint(ppo_run(hidden_sizes=(16,), num_envs=8,
-                                              total_timesteps=128), str(tmp_path))
+        bigger = ppo_run(hidden_sizes=(16,), num_envs=8, total_timesteps=128)
+        experiment.restore_checkpoint(bigger, ppo.setup(bigger.config), str(tmp_path))
     message = str(info.value)
     for text in ("config.hidden_sizes: checkpoint [8], requested [16]",
                  "config.num_envs: checkpoint 4, requested 8",

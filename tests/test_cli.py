@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from jaxrl import cli, envs
+from jaxrl import cli, envs, runner
 from jaxrl.agents import REGISTRY
 
 # Tiny but valid: 2048 / (4 * 16) = 32 iterations. A bad flag placed after these wins.
@@ -291,8 +291,8 @@ def _fake_run(path, *, metrics=False, checkpoint_junk=False, checkpoint_damaged=
         (path / "checkpoints" / "2").mkdir(parents=True)
         (path / "checkpoints" / "2" / "state").write_text("not a checkpoint")
     if checkpoint_damaged:
-        run = experiment.load_run(str(path))
-        state, keys = runner.state_shapes(ppo.make_parts(config)[0], run.hparams)
+        run = experiment.load_run(str(path), REGISTRY)
+        state, keys = runner.state_shapes(runner.parts(ppo.AGENT, config)[0], run.hparams)
 
         def zeros(s):
             if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key):

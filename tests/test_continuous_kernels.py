@@ -5,8 +5,9 @@ NAF (`naf_q` with the `naf` network: the argmax over a dense grid of actions is 
 projected gradient ascent (monotone, inside the box, converging to the constrained
 maximiser) and by sampling with CEM (approaching the grid maximum); SAC's squashed
 Gaussian against a distrax `Transformed` distribution; TD3's smoothed target action by
-hand; exploration noise and the OU process's stationary statistics; `PartOptimizer`'s
-skipped step; and the twin critic's shapes and broadcasting.
+hand; exploration noise and the OU process's stationary statistics; the skipped step of
+`jaxrl.optim.PartOptimizer` (the per-group optimizer of the actor-critics); and the twin
+critic's shapes and broadcasting.
 """
 
 import functools
@@ -25,7 +26,7 @@ import pytest
 import scipy.linalg
 from absl.testing import parameterized
 
-from jaxrl import continuous, networks
+from jaxrl import continuous, networks, optim
 from jaxrl.types import EnvSpec
 
 # Non-symmetric boxes, bounds that are not exact binary fractions, to catch a wrong affine map.
@@ -615,7 +616,7 @@ class PartOptimizerTest(parameterized.TestCase):
     def _setup(self):
         params = {"actor": {"w": jnp.asarray([1.0, -2.0]), "b": jnp.asarray(0.5)},
                   "critic": {"w": jnp.asarray([[3.0, 4.0]])}}
-        opt = continuous.PartOptimizer({"actor": optax.adam(0.1), "critic": optax.sgd(0.5)})
+        opt = optim.PartOptimizer({"actor": optax.adam(0.1), "critic": optax.sgd(0.5)})
         grads = {"w": jnp.asarray([0.2, -0.4]), "b": jnp.asarray(1.0)}
         return params, opt, opt.init(params), grads
 

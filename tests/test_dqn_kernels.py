@@ -116,7 +116,7 @@ class QTargetTest(parameterized.TestCase):
 
     def run_loss(self, config, selector):
         params = constant_q_params(config, [0.5, -1.0])
-        loss = self.variant(functools.partial(dqn.loss, config=config))
+        loss = self.variant(functools.partial(dqn.loss, setup=dqn.setup(config)))
         return loss(params, hand_batch(selector), dqn.HParams.create())
 
     @chex.variants(with_jit=True, without_jit=True)
@@ -147,11 +147,11 @@ class QTargetTest(parameterized.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(("plain", False), ("double", True))
     def test_make_batch_picks_the_selector_and_the_bootstrap_step(self, double):
-        config = dqn.Config(double=double, n_step=3, **SMALL)
-        network = dqn.setup(config).network
+        setup = dqn.setup(dqn.Config(double=double, n_step=3, **SMALL))
+        network = setup.network
         online = network.init(jax.random.key(1))
         target = network.init(jax.random.key(2))
-        state = dqn.init(jax.random.key(0), config, dqn.HParams.create()).replace(
+        state = dqn.init(jax.random.key(0), setup, dqn.HParams.create()).replace(
             params=online, target_params=target)
         obs = jax.random.normal(jax.random.key(3), (2, 3, 4))
         next_obs = jax.random.normal(jax.random.key(4), (2, 3, 4))
@@ -164,7 +164,7 @@ class QTargetTest(parameterized.TestCase):
                            next_obs=next_obs)
         sample = buffers.Sample(items=items, indices=jnp.array([0, 1], jnp.int32),
                                 weights=jnp.ones(2))
-        make = self.variant(functools.partial(dqn.make_batch, config=config))
+        make = self.variant(functools.partial(dqn.make_batch, setup=setup))
         batch = make(state, sample, jax.random.key(5), dqn.HParams.create(gamma=0.5))
         np.testing.assert_allclose(batch.reward, [1.0 + 0.5 * 2.0, 1.0 + 0.5 + 0.25])
         np.testing.assert_allclose(batch.discount, [0.25, 0.125])
@@ -220,7 +220,8 @@ class C51Test(parameterized.TestCase):
     @parameterized.named_parameters(("plain", False), ("double", True))
     def test_loss_is_cross_entropy_to_the_projected_n_step_target(self, double):
         config = dqn.C51Config(num_atoms=5, v_min=-2.0, v_max=2.0, double=double, **SMALL)
-        network = dqn.setup(config).network
+        setup = dqn.setup(config)
+        network = setup.network
         params = network.init(jax.random.key(0))
         rng = np.random.default_rng(1)
         b = 4
@@ -235,7 +236,7 @@ class C51Test(parameterized.TestCase):
         batch = dqn.Batch(obs=obs, action=action, reward=reward, discount=discount,
                           next_q=next_logits, next_q_selector=selector, weights=weights,
                           noise={})
-        loss = self.variant(functools.partial(dqn.loss, config=config))
+        loss = self.variant(functools.partial(dqn.loss, setup=setup))
         total, (_, priority) = loss(params, batch, dqn.HParams.create())
         support = dqn.atoms(config)
         logits = np.asarray(network.apply(params, obs))
@@ -250,12 +251,13 @@ class C51Test(parameterized.TestCase):
         np.testing.assert_allclose(total, np.mean(weights * np.array(ce)), rtol=1e-5)
 
     def test_q_values_are_the_distribution_means(self):
-        network = dqn.setup(self.config).network
+        setup = dqn.setup(self.config)
+        network = setup.network
         params = network.init(jax.random.key(2))
         obs = jax.random.normal(jax.random.key(3), (3, 4))
         logits = np.asarray(network.apply(params, obs))
         expected = (numpy_softmax(logits) * dqn.atoms(self.config)).sum(-1)
-        np.testing.assert_allclose(dqn.q_values(params, obs, {}, self.config), expected,
+        np.testing.assert_allclose(dqn.q_values(params, obs, {}, setup), expected,
                                    rtol=1e-5, atol=1e-6)
 
 

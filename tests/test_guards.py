@@ -228,7 +228,7 @@ def test_guard_on_a_continuous_env_keeps_the_action_shape_and_stays_clear():
 
 def _expected_first_event(config, hparams, seed, num_seeds):
     """(seed, env, step) of the earliest NaN, read from the envs' initial states."""
-    init_fn, _ = ppo.make_parts(config)
+    init_fn, _ = runner.parts(ppo.AGENT, config)
     state, _ = runner._make_init(init_fn, False)(runner.split_seed_keys(seed, num_seeds),
                                                   hparams)
     nan_at = np.asarray(find_guard_state(state.env_state).env_state.nan_at)  # [S, N]
@@ -246,11 +246,11 @@ def test_an_env_returning_nan_at_step_k_is_reported_with_env_index_and_step(what
     hparams = ppo.HParams.create()
     seed_index, env_index, step = _expected_first_event(config, hparams, seed=9, num_seeds=2)
     assert (seed_index, step) == (1, 17)  # seed 1, second rollout: a non-trivial case
-    init_fn, iteration_fn = ppo.make_parts(config)
+    init_fn, iteration_fn = runner.parts(ppo.AGENT, config)
     rec = Recorder()
     with pytest.raises(runner.NonFiniteError) as info:
         runner.run(init_fn, iteration_fn, num_iterations=config.num_iterations,
-                   steps_per_iteration=config.batch_size, hparams=hparams, seed=9,
+                   steps_per_iteration=config.steps_per_iteration, hparams=hparams, seed=9,
                    num_seeds=2, chunk_iterations=4, devices=1, callbacks=[rec])
     message = str(info.value)
     assert message.startswith(

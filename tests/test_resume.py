@@ -66,7 +66,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
             pass
 
     try:
-        experiment.train(spec["agent"], agent, config, hparams, spec["out"], seed=1,
+        experiment.train(agent, config, hparams, spec["out"], seed=1,
                          num_seeds=2, chunk_iterations=CHUNK, keep_checkpoints=2,
                          progress=False, quiet=True, callbacks=[Interrupt()])
     except KeyboardInterrupt:
@@ -208,7 +208,7 @@ def runs(tmp_path_factory):
 
 
 def final_tree(out, step=NUM_ITERATIONS):
-    run = experiment.load_run(str(out))
+    run = experiment.load_run(str(out), REGISTRY)
     tree, meta = experiment.restore_checkpoint(run, str(out), step)
     assert meta["iteration"] == step
     return tree

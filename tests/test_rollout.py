@@ -69,5 +69,5 @@ def test_experiment_rejects_negative_eval_episodes(tmp_path):
     from jaxrl.agents import ppo
     config = ppo.Config(num_envs=4, rollout_len=16, total_timesteps=128)
     with pytest.raises(ConfigError, match="eval_episodes"):
-        experiment.train("ppo", ppo, config, ppo.HParams.create(), str(tmp_path / "r"),
+        experiment.train(ppo.AGENT, config, ppo.HParams.create(), str(tmp_path / "r"),
                          eval_episodes=-1, quiet=True)

@@ -33,11 +33,11 @@ class Recorder:
 @pytest.mark.parametrize("chunk, num_seeds, seed_batch", [(2, 2, None), (4, 2, 1), (6, 1, None)])
 def test_chunked_run_equals_one_function_train(chunk, num_seeds, seed_batch):
     keys = runner.split_seed_keys(3, num_seeds)
-    _, expected = jax.jit(jax.vmap(ppo.make_train(CONFIG), in_axes=(0, None)))(keys, HPARAMS)
-    init_fn, iteration_fn = ppo.make_parts(CONFIG)
+    _, expected = jax.jit(jax.vmap(runner.make_train(ppo.AGENT, CONFIG), in_axes=(0, None)))(keys, HPARAMS)
+    init_fn, iteration_fn = runner.parts(ppo.AGENT, CONFIG)
     recorder = Recorder()
     result = runner.run(init_fn, iteration_fn, num_iterations=CONFIG.num_iterations,
-                        steps_per_iteration=CONFIG.batch_size, hparams=HPARAMS, seed=3,
+                        steps_per_iteration=CONFIG.steps_per_iteration, hparams=HPARAMS, seed=3,
                         num_seeds=num_seeds, chunk_iterations=chunk, devices=1,
                         callbacks=[recorder], seed_batch=seed_batch)
     for name, value in expected.items():
@@ -45,7 +45,7 @@ def test_chunked_run_equals_one_function_train(chunk, num_seeds, seed_batch):
                                    atol=1e-6, err_msg=name)
     firsts = [c[0] for c in recorder.calls[:-1]]
     assert firsts == list(range(0, 6, chunk)) and recorder.calls[-1] == "end"
-    assert recorder.calls[-2][2] == CONFIG.total_timesteps // CONFIG.batch_size * 64
+    assert recorder.calls[-2][2] == CONFIG.total_timesteps // CONFIG.steps_per_iteration * 64
     assert result.compile_time_s > 0 and result.env_steps == 6 * 64
 
 
@@ -82,23 +82,23 @@ def test_vmap_seeds_and_run_refuse_bad_arguments():
     for bad in (0, -1, 1.5, "2"):
         with pytest.raises(ConfigError, match="seed_batch must be a positive integer"):
             runner.vmap_seeds(f, (0, 0), seed_batch=bad)
-    init_fn, iteration_fn = ppo.make_parts(CONFIG)
+    init_fn, iteration_fn = runner.parts(ppo.AGENT, CONFIG)
     with pytest.raises(ConfigError, match="seed_batch must be a positive integer"):
         runner.run(init_fn, iteration_fn, num_iterations=CONFIG.num_iterations,
-                   steps_per_iteration=CONFIG.batch_size, hparams=HPARAMS, num_seeds=2,
+                   steps_per_iteration=CONFIG.steps_per_iteration, hparams=HPARAMS, num_seeds=2,
                    devices=1, seed_batch=0)
 
 
 def test_hparams_batched_per_seed():
     from jaxrl.config import stack_hparams
     hps = stack_hparams([ppo.HParams.create(learning_rate=lr) for lr in (1e-4, 1e-2)])
-    init_fn, iteration_fn = ppo.make_parts(CONFIG)
+    init_fn, iteration_fn = runner.parts(ppo.AGENT, CONFIG)
     result = runner.run(init_fn, iteration_fn, num_iterations=CONFIG.num_iterations,
-                        steps_per_iteration=CONFIG.batch_size, hparams=hps, seed=0,
+                        steps_per_iteration=CONFIG.steps_per_iteration, hparams=hps, seed=0,
                         num_seeds=2, hparams_batched=True, devices=1)
     # Same seed keys would give equal runs; different learning rates must not.
     keys = runner.split_seed_keys(0, 2)
-    single = jax.jit(ppo.make_train(CONFIG))(keys[1], jax.tree.map(lambda x: x[1], hps))[1]
+    single = jax.jit(runner.make_train(ppo.AGENT, CONFIG))(keys[1], jax.tree.map(lambda x: x[1], hps))[1]
     np.testing.assert_allclose(result.metrics["loss/total"][1], single["loss/total"],
                                rtol=1e-6, atol=1e-6)
 
@@ -124,11 +124,11 @@ SHARDING_SCRIPT = textwrap.dedent("""
         config = ppo.Config(num_envs=num_envs, rollout_len=16, total_timesteps=num_envs * 16 * 4,
                             num_epochs=2, num_minibatches=2)
         hp = ppo.HParams.create()
-        init_fn, it_fn = ppo.make_parts(config)
+        init_fn, it_fn = runner.parts(ppo.AGENT, config)
         res = {}
         for devices in (1, 8):
             r = runner.run(init_fn, it_fn, num_iterations=config.num_iterations,
-                           steps_per_iteration=config.batch_size, hparams=hp, num_seeds=seeds,
+                           steps_per_iteration=config.steps_per_iteration, hparams=hp, num_seeds=seeds,
                            devices=devices, num_envs=num_envs, chunk_iterations=2)
             res[devices] = r
         sharding = jax.tree.leaves(res[8].state.obs)[0].sharding
@@ -142,7 +142,7 @@ SHARDING_SCRIPT = textwrap.dedent("""
                      "spec": str(sharding.spec)}
     try:
         runner.run(init_fn, it_fn, num_iterations=config.num_iterations,
-                   steps_per_iteration=config.batch_size, hparams=hp, num_seeds=8, devices=8,
+                   steps_per_iteration=config.steps_per_iteration, hparams=hp, num_seeds=8, devices=8,
                    seed_batch=1)
     except ConfigError as e:
         out["seed_batch_error"] = str(e)
@@ -171,9 +171,10 @@ def test_sharded_run_equals_unsharded():
 HANG_SCRIPT = textwrap.dedent("""
     import jaxrl  # sets the XLA:CPU workaround before JAX starts its backend
     import jax
+    from jaxrl import runner
     from jaxrl.agents import ppo
     config = ppo.Config(total_timesteps=512 * 40)
-    fn = jax.jit(jax.vmap(ppo.make_train(config), in_axes=(0, None)))
+    fn = jax.jit(jax.vmap(runner.make_train(ppo.AGENT, config), in_axes=(0, None)))
     keys = jax.random.split(jax.random.key(0), 8)
     compiled = fn.lower(keys, ppo.HParams.create()).compile()
     for _ in range(3):

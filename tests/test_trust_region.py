@@ -62,23 +62,22 @@ class ConjugateGradientTest(parameterized.TestCase):
 # --- Fisher-vector products against an explicit Fisher ------------------------------
 
 def tiny(env):
-    config = trpo.Config(env=env, num_envs=2, rollout_len=4, total_timesteps=8,
-                         hidden_sizes=(3,), value_minibatches=1)
-    params = trpo.init(jax.random.key(0), config, trpo.HParams.create()).params
-    obs_shape = actor_critic.setup(config).spec.obs_shape
-    obs = jax.random.normal(jax.random.key(1), (5,) + obs_shape)
-    return config, params, obs
+    setup = trpo.setup(trpo.Config(env=env, num_envs=2, rollout_len=4, total_timesteps=8,
+                                   hidden_sizes=(3,), value_minibatches=1))
+    params = trpo.init(jax.random.key(0), setup, trpo.HParams.create()).params
+    obs = jax.random.normal(jax.random.key(1), (5,) + setup.spec.obs_shape)
+    return setup, params, obs
 
 
-def explicit_fisher(config, actor, critic, obs):
+def explicit_fisher(setup, actor, critic, obs):
     """`mean_s E_a~pi [grad log pi grad log pi^T]` (discrete: a sum over actions) or, for a
     diagonal Gaussian, `J_mu^T diag(1/sigma^2) J_mu + 2 J_s^T J_s` per state."""
     flat, unravel = ravel_pytree(actor)
-    spec = actor_critic.setup(config).spec
+    spec = setup.spec
 
     def head(theta, o):
         return actor_critic.heads(actor_critic.merge_params(unravel(theta), critic), o,
-                                  config)[0]
+                                  setup)[0]
 
     total = np.zeros((flat.size, flat.size))
     for o in obs:
@@ -101,13 +100,13 @@ def explicit_fisher(config, actor, critic, obs):
 class FisherTest(parameterized.TestCase):
 
     def test_fvp_matches_explicit_fisher(self, env):
-        config, params, obs = tiny(env)
+        setup, params, obs = tiny(env)
         actor, critic = actor_critic.split_params(params)
-        policy_params, _ = actor_critic.heads(params, obs, config)
+        policy_params, _ = actor_critic.heads(params, obs, setup)
         batch = actor_critic.Batch(obs=obs, action=None, log_prob=None, value=None,
                                    advantage=None, target=None, policy_params=policy_params)
-        fisher, flat, unravel = explicit_fisher(config, actor, critic, obs)
-        kl_fn = lambda a: trpo.kl_to_old(a, critic, batch, config)  # noqa: E731
+        fisher, flat, unravel = explicit_fisher(setup, actor, critic, obs)
+        kl_fn = lambda a: trpo.kl_to_old(a, critic, batch, setup)  # noqa: E731
         for seed in range(3):
             v = np.random.default_rng(seed).normal(size=flat.size).astype(np.float32)
             for damping in (0.0, 0.1):
@@ -119,19 +118,19 @@ class FisherTest(parameterized.TestCase):
 
 # --- The line search: every accepted step is inside the trust region ------------------
 
-CONFIG, PARAMS, _ = tiny("CartPole-v1")
+SETUP, PARAMS, _ = tiny("CartPole-v1")
 
 
-def random_batch(seed, config=CONFIG, params=PARAMS, size=64):
+def random_batch(seed, setup=SETUP, params=PARAMS, size=64):
     keys = jax.random.split(jax.random.key(seed), 4)
-    obs_shape = actor_critic.setup(config).spec.obs_shape
+    obs_shape = setup.spec.obs_shape
     # Old policy: a perturbed copy of PARAMS, so the batch is not drawn from the current one.
     flat, unravel = ravel_pytree(params)
     old = unravel(flat + 0.3 * jax.random.normal(keys[0], flat.shape))
     obs = 2.0 * jax.random.normal(keys[1], (size,) + obs_shape)
-    dist, _ = actor_critic.policy(old, obs, config)
+    dist, _ = actor_critic.policy(old, obs, setup)
     action = dist.sample(seed=keys[2])
-    policy_params, _ = actor_critic.heads(old, obs, config)
+    policy_params, _ = actor_critic.heads(old, obs, setup)
     adv = jax.random.normal(keys[3], (size,))
     return actor_critic.Batch(obs=obs, action=action, log_prob=dist.log_prob(action),
                               value=jnp.zeros(size), advantage=adv, target=jnp.zeros(size),
@@ -140,12 +139,12 @@ def random_batch(seed, config=CONFIG, params=PARAMS, size=64):
 
 def _step(params, batch, max_kl, backtrack):
     hparams = trpo.HParams.create().replace(max_kl=max_kl, backtrack_coef=backtrack)
-    return trpo.policy_step(params, batch, hparams, CONFIG)
+    return trpo.policy_step(params, batch, hparams, SETUP)
 
 
 _policy_step = jax.jit(_step)
-_kl = jax.jit(lambda a, c, b: trpo.kl_to_old(a, c, b, CONFIG))
-_surrogate = jax.jit(lambda a, c, b: trpo.surrogate(a, c, b, CONFIG))
+_kl = jax.jit(lambda a, c, b: trpo.kl_to_old(a, c, b, SETUP))
+_surrogate = jax.jit(lambda a, c, b: trpo.surrogate(a, c, b, SETUP))
 
 
 @hypothesis.settings(max_examples=25, deadline=None)

@@ -19,6 +19,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
 import _timing  # noqa: E402,F401 - imports jaxrl (after the flag above)
 import jax  # noqa: E402
 
+from jaxrl import runner  # noqa: E402
 from jaxrl.agents import ppo  # noqa: E402
 
 ITERATIONS = 200
@@ -28,7 +29,7 @@ PER = {"update": 16, "epoch": 4, "iteration": 1}  # occurrences per iteration
 def main() -> None:
     config = ppo.Config(env="CartPole-v1", total_timesteps=512 * ITERATIONS)
     hparams = ppo.HParams.create(learning_rate=2.5e-4)
-    train = jax.jit(ppo.make_train(config))
+    train = jax.jit(runner.make_train(ppo.AGENT, config))
     jax.block_until_ready(train(jax.random.key(0), hparams))
     with tempfile.TemporaryDirectory() as trace_dir:
         with jax.profiler.trace(trace_dir):

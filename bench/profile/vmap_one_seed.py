@@ -34,9 +34,9 @@ DQN_HPARAMS = dqn.HParams.create(learning_rate=2.5e-4, gamma=0.99, tau=1.0,
 def setup(agent: str):
     """`(train, hparams)` of the A/B for `agent` (`dqn` or `ppo`)."""
     if agent == "dqn":
-        return dqn.make_train(dqn_config(100_000)), DQN_HPARAMS
+        return runner.make_train(dqn.AGENT, dqn_config(100_000)), DQN_HPARAMS
     config = ppo.Config(env="CartPole-v1", total_timesteps=250_000)
-    return ppo.make_train(config), ppo.HParams.create(learning_rate=2.5e-4)
+    return runner.make_train(ppo.AGENT, config), ppo.HParams.create(learning_rate=2.5e-4)
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_cartpole_default_config():
-    per_seed = learning_check(a2c, a2c.Config(env="CartPole-v1", total_timesteps=1_000_000),
-                              a2c.HParams.create())
+    config = a2c.Config(env="CartPole-v1", total_timesteps=1_000_000)
+    per_seed = learning_check(a2c.AGENT, config, a2c.HParams.create())
     assert per_seed.mean() >= 450
 
 
@@ -24,5 +24,5 @@ def test_pendulum_continuous():
                         normalize_advantages=True, normalize_obs=True)
     hparams = a2c.HParams.create(learning_rate=1e-3, gamma=0.9, gae_lambda=0.95,
                                  reward_scale=0.1, ent_coef=0.0)
-    per_seed = learning_check(a2c, config, hparams)
+    per_seed = learning_check(a2c.AGENT, config, hparams)
     assert per_seed.mean() >= -400

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl import cli, testing
-from jaxrl.agents import REGISTRY, cq, ddpg
+from jaxrl import cli, runner, testing
+from jaxrl.agents import REGISTRY, continuous_q, ddpg
 from jaxrl.config import ConfigError
 
 NAMES = ["cq-sample", "cq-grad", "naf", "ddpg", "td3", "sac"]
@@ -22,25 +22,38 @@ def tiny(name, **kwargs):
                                  else {**TINY, **kwargs})
 
 
-def filled_state(agent, config, hparams, steps=20, seed=0):
+MODULES = {"cq-sample": continuous_q, "cq-grad": continuous_q, "naf": continuous_q,
+           "ddpg": ddpg, "td3": ddpg, "sac": ddpg}
+
+
+def fresh_state(agent, setup, hparams, seed=0):
+    return jax.jit(lambda key, hp: agent.init(key, setup, hp))(jax.random.key(seed), hparams)
+
+
+def filled_state(agent, setup, hparams, steps=20, seed=0):
     """A state after `steps` collect steps of every env copy (past the warm-up)."""
-    state = jax.jit(agent.make_parts(config)[0])(jax.random.key(seed), hparams)
-    step = jax.jit(agent.collect_step, static_argnames="config")
+    state = fresh_state(agent, setup, hparams, seed)
+    step = jax.jit(MODULES[agent.name].collect_step, static_argnames="setup")
     for k in jax.random.split(jax.random.key(seed + 1), steps):
-        state, _ = step(state, k, hparams, config)
+        state, _ = step(state, k, hparams, setup)
     return state
 
 
-def sample(agent, config, state, key):
-    return agent.setup(config).buffer.sample(state.buffer, key)
+def sample(setup, state, key):
+    return setup.buffer.sample(state.buffer, key)
+
+
+jit_update = jax.jit(ddpg.update, static_argnames="setup")
 
 
 class TestConfig:
 
     @pytest.mark.parametrize("name", NAMES)
     def test_discrete_env_is_refused_with_a_suggestion(self, name):
+        # Validating a config builds no env; `setup`, which builds it, refuses it.
+        config = REGISTRY[name].Config(env="CartPole-v1")
         with pytest.raises(ConfigError, match="discrete action space") as e:
-            REGISTRY[name].Config(env="CartPole-v1")
+            REGISTRY[name].setup(config)
         assert "CartPole-v1" in str(e.value) and "dqn" in str(e.value)
 
     @pytest.mark.parametrize("kwargs, field", [
@@ -101,13 +114,13 @@ class TestConfig:
         for cls in (agent.Config, agent.HParams):
             docs = cli._field_docs(cls)
             assert set(docs) == {f.name for f in cli.dataclasses.fields(cls)}, cls
-        assert agent.__doc__
+        assert agent.doc and agent.doc != agent.name
 
     def test_cli_flag_for_cem_iters(self):
         parser = cli._Parser()
-        cli._add_field_flags(parser, cq.Config, "config")
+        cli._add_field_flags(parser, continuous_q.Config, "config")
         args = parser.parse_args(["--cem-iters", "3", "--exploration-noise", "ou"])
-        config = cq.Config(**cli._collect(args, cq.Config))
+        config = continuous_q.Config(**cli._collect(args, continuous_q.Config))
         assert (config.cem_iters, config.exploration_noise) == (3, "ou")
 
 
@@ -115,29 +128,30 @@ class TestActorCritic:
 
     @pytest.mark.parametrize("name", ["ddpg", "td3", "sac"])
     def test_update_compiles_once_with_finite_metrics(self, name):
-        agent, config = REGISTRY[name], tiny(name)
+        agent = REGISTRY[name]
+        setup = agent.setup(tiny(name))
         hparams = agent.HParams.create()
-        state = filled_state(agent, config, hparams)
+        state = filled_state(agent, setup, hparams)
         keys = jax.random.split(jax.random.key(3), 3)
-        samples = [sample(agent, config, state, k) for k in keys]
+        samples = [sample(setup, state, k) for k in keys]
         chex.clear_trace_counter()
-        update = jax.jit(chex.assert_max_traces(ddpg.update, n=1), static_argnames="config")
+        update_once = jax.jit(chex.assert_max_traces(ddpg.update, n=1), static_argnames="setup")
         for batch, key in zip(samples, keys):
-            state, metrics = update(state, batch, key, hparams, config)
+            state, metrics = update_once(state, batch, key, hparams, setup)
         assert int(state.step) == 3
         testing.assert_tree_finite((state.params, state.target_params, metrics))
         assert {"loss/critic", "loss/actor", "q/taken", "alpha", "policy/entropy",
                 "opt/grad_norm", "opt/nonfinite_skipped"} == set(metrics)
 
     def test_td3_moves_actor_and_targets_every_second_update(self):
-        agent, config = REGISTRY["td3"], tiny("td3")
+        agent = REGISTRY["td3"]
+        setup = agent.setup(tiny("td3"))
         hparams = agent.HParams.create()
-        state = filled_state(agent, config, hparams)
-        update = jax.jit(ddpg.update, static_argnames="config")
+        state = filled_state(agent, setup, hparams)
         actors, critics, targets = [state.params["actor"]], [state.params["critic"]], [
             state.target_params]
         for k in jax.random.split(jax.random.key(4), 4):
-            state, _ = update(state, sample(agent, config, state, k), k, hparams, config)
+            state, _ = jit_update(state, sample(setup, state, k), k, hparams, setup)
             actors.append(state.params["actor"])
             critics.append(state.params["critic"])
             targets.append(state.target_params)
@@ -150,47 +164,46 @@ class TestActorCritic:
         assert all(changed(critics[i], critics[i + 1]) for i in range(4))
 
     def test_target_is_a_polyak_average(self):
-        agent, config = REGISTRY["ddpg"], tiny("ddpg")
+        agent = REGISTRY["ddpg"]
+        setup = agent.setup(tiny("ddpg"))
         hparams = agent.HParams.create(tau=0.1)
-        state = filled_state(agent, config, hparams)
+        state = filled_state(agent, setup, hparams)
         before = state.target_params
-        state, _ = jax.jit(ddpg.update, static_argnames="config")(
-            state, sample(agent, config, state, jax.random.key(5)), jax.random.key(6), hparams,
-            config)
+        state, _ = jit_update(state, sample(setup, state, jax.random.key(5)),
+                              jax.random.key(6), hparams, setup)
         expected = jax.tree.map(lambda p, t: 0.1 * p + 0.9 * t, state.params, before)
         chex.assert_trees_all_close(state.target_params, expected, rtol=1e-5, atol=1e-7)
 
     def test_sac_temperature_rises_when_entropy_is_below_target(self):
         # A target entropy far above what the policy has (scale -10: target +10 nats for
         # one action dimension) makes the temperature grow; a very low one shrinks it.
-        agent, config = REGISTRY["sac"], tiny("sac")
-        update = jax.jit(ddpg.update, static_argnames="config")
+        agent = REGISTRY["sac"]
+        setup = agent.setup(tiny("sac"))
         alphas = []
         for scale in (-10.0, 10.0):
             hparams = agent.HParams.create(target_entropy_scale=scale, alpha=0.5)
-            state = filled_state(agent, config, hparams)
+            state = filled_state(agent, setup, hparams)
             for k in jax.random.split(jax.random.key(7), 3):
-                state, metrics = update(state, sample(agent, config, state, k), k, hparams,
-                                        config)
+                state, metrics = jit_update(state, sample(setup, state, k), k, hparams, setup)
             alphas.append(float(metrics["alpha"]))
         assert alphas[0] > 0.5 > alphas[1]
 
     def test_fixed_temperature_without_autotune(self):
-        agent, config = REGISTRY["sac"], tiny("sac", autotune_alpha=False)
+        agent = REGISTRY["sac"]
+        setup = agent.setup(tiny("sac", autotune_alpha=False))
         hparams = agent.HParams.create(alpha=0.3)
-        state = filled_state(agent, config, hparams)
-        state, metrics = jax.jit(ddpg.update, static_argnames="config")(
-            state, sample(agent, config, state, jax.random.key(8)), jax.random.key(9), hparams,
-            config)
+        state = filled_state(agent, setup, hparams)
+        state, metrics = jit_update(state, sample(setup, state, jax.random.key(8)),
+                                    jax.random.key(9), hparams, setup)
         np.testing.assert_allclose(metrics["alpha"], 0.3, rtol=1e-6)
 
     def test_greedy_actions_are_deterministic_and_inside_the_box(self):
         for name in ("ddpg", "sac"):
-            agent, config = REGISTRY[name], tiny(name)
-            hparams = agent.HParams.create()
-            state = jax.jit(agent.make_parts(config)[0])(jax.random.key(0), hparams)
+            agent = REGISTRY[name]
+            setup = agent.setup(tiny(name))
+            state = fresh_state(agent, setup, agent.HParams.create())
             obs = 100.0 * jax.random.normal(jax.random.key(1), (16, 3))
-            act = jax.vmap(lambda o, k: agent.greedy_act(state.params, o, k, config))
+            act = jax.vmap(lambda o, k: agent.greedy_act(state.params, o, k, setup))
             a1 = act(obs, jax.random.split(jax.random.key(2), 16))
             a2 = act(obs, jax.random.split(jax.random.key(3), 16))
             np.testing.assert_array_equal(a1, a2)
@@ -201,9 +214,10 @@ class TestCollecting:
 
     @pytest.mark.parametrize("noise", ["gaussian", "ou"])
     def test_warm_up_is_uniform_then_the_policy_explores_inside_the_box(self, noise):
-        agent, config = REGISTRY["ddpg"], tiny("ddpg", exploration_noise=noise)
+        agent = REGISTRY["ddpg"]
+        setup = agent.setup(tiny("ddpg", exploration_noise=noise))
         hparams = agent.HParams.create(noise_scale=0.05)
-        state = filled_state(agent, config, hparams, steps=32)  # 64 env steps, 40 warm-up
+        state = filled_state(agent, setup, hparams, steps=32)  # 64 env steps, 40 warm-up
         actions = np.asarray(state.buffer.storage.action)  # [rows, N, A], 32 rows: no wrap
         assert actions.shape[:2] == (32, 2) and (np.abs(actions) <= 2.0).all()
         warm, late = actions[:20].reshape(-1), actions[20:].reshape(-1)
@@ -214,16 +228,17 @@ class TestCollecting:
 
     def test_cq_acts_by_its_argmax_and_naf_by_mu(self):
         for name in ("cq-sample", "cq-grad", "naf"):
-            agent, config = REGISTRY[name], tiny(name)
+            agent = REGISTRY[name]
+            setup = agent.setup(tiny(name))
             hparams = agent.HParams.create()
-            state = jax.jit(agent.make_parts(config)[0])(jax.random.key(0), hparams)
+            state = fresh_state(agent, setup, hparams)
             obs = jnp.ones((3,))
-            action = cq.greedy(state.params, obs, jax.random.key(1), hparams, config)
+            action = continuous_q.greedy(state.params, obs, jax.random.key(1), hparams, setup)
             assert action.shape == (1,) and abs(float(action[0])) <= 2.0
             grid = jnp.linspace(-2.0, 2.0, 401)[:, None]
-            q = cq.q_value(state.params, obs, grid, config)
+            q = continuous_q.q_value(state.params, obs, grid, setup)
             best = float(jnp.max(q))
-            got = float(cq.q_value(state.params, obs, action, config))
+            got = float(continuous_q.q_value(state.params, obs, action, setup))
             assert got <= best + 1e-5
             # naf: mu exactly; sampling 8 candidates and ascent land near the grid max.
             tol = 1e-5 if name == "naf" else 0.05 * (abs(best) + 1.0)
@@ -234,7 +249,7 @@ class TestTraining:
 
     @pytest.mark.parametrize("name, kwargs", [
         # td3: its update and the learning-rate sweep compile once (tests above and below);
-        # naf is the cq module of cq-grad with another method.
+        # naf is the continuous_q module of cq-grad with another method.
         ("cq-grad", {}), ("sac", {}),
         ("ddpg", dict(normalize_obs=True, exploration_noise="ou", n_step=3)),
     ])
@@ -250,7 +265,7 @@ class TestTraining:
     def test_vmap_over_seeds_equals_separate_runs(self, name):
         agent, config = REGISTRY[name], tiny(name)
         keys = jax.random.split(jax.random.key(42), 2)
-        train = agent.make_train(config)
+        train = runner.make_train(agent, config)
         _, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, agent.HParams.create())
         testing.assert_seeds_differ(np.asarray(metrics["q/taken"])[:, -1:], "q")
         testing.assert_vmap_matches_separate(train, keys, agent.HParams.create(),
@@ -258,7 +273,7 @@ class TestTraining:
 
     def test_sweep_over_learning_rates_compiles_once(self):
         agent, config = REGISTRY["td3"], tiny("td3")
-        train = agent.make_train(config)
+        train = runner.make_train(agent, config)
         hparams = jax.tree.map(lambda *x: jnp.stack(x), agent.HParams.create(learning_rate=1e-3),
                                agent.HParams.create(learning_rate=1e-2))
         chex.clear_trace_counter()

@@ -3,7 +3,7 @@
 Each check trains 4 vmapped seeds through the same host loop as `jaxrl train` and reads the
 final return as the CLI does: the mean return of the training episodes completed in the
 last 5% of iterations (`jaxrl.testing.learning_check`), i.e. of the exploring policy.
-Thresholds are issue 5's: on Pendulum-v1, SAC, TD3 and DDPG >= -250 within 1e5 env steps,
+Thresholds: on Pendulum-v1, SAC, TD3 and DDPG >= -250 within 1e5 env steps,
 NAF >= -300 within 2e5, sampling and gradient-ascent Q-learning >= -400 within 2e5; on
 MountainCarContinuous-v0, SAC or TD3 with action noise >= 80 within 3e5.
 """

@@ -1,12 +1,15 @@
 """DQN family: configs, shapes, promised effects, compile-once, warm-up, noise, vmap, probes."""
 
+import functools
+
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl import cli, testing
+from jaxrl import cli, runner, testing
 from jaxrl.agents import REGISTRY, dqn
 from jaxrl.config import ConfigError
 
@@ -18,9 +21,32 @@ PLAIN = dqn.Config(**TINY)
 RAINBOW = dqn.RainbowConfig(**TINY)
 HPARAMS = dqn.HParams.create()
 
-_init = jax.jit(dqn.init, static_argnames="config")
-_collect_step = jax.jit(dqn.collect_step, static_argnames="config")
-_update = jax.jit(dqn.update, static_argnames="config")
+
+@functools.cache
+def built(config):
+    """`dqn.setup(config)`, built once per config (as the runner does) and reused."""
+    return dqn.setup(config)
+
+
+@functools.cache
+def _jitted(config):
+    """`init`, `collect_step` and `update` jitted, each closed over `built(config)`."""
+    s = built(config)
+    return (jax.jit(lambda key, hp: dqn.init(key, s, hp)),
+            jax.jit(lambda state, key, hp: dqn.collect_step(state, key, hp, s)),
+            jax.jit(lambda state, sample, key, hp: dqn.update(state, sample, key, hp, s)))
+
+
+def _init(key, config, hparams):
+    return _jitted(config)[0](key, hparams)
+
+
+def _collect_step(state, key, hparams, config):
+    return _jitted(config)[1](state, key, hparams)
+
+
+def _update(state, sample, key, hparams, config):
+    return _jitted(config)[2](state, sample, key, hparams)
 
 
 def collect(state, config, num_steps, key, hparams=HPARAMS):
@@ -60,6 +86,8 @@ class TestConfig:
         (dict(anneal_lr="yes"), "anneal_lr"),
         (dict(hidden_sizes=(16, 0)), "hidden_sizes"),
         (dict(activation="sigmoid"), "activation"),
+        (dict(torso="rnn"), "torso"),
+        (dict(torso="cnn"), "torso cnn needs image observations"),
         (dict(env="CartPol-v1"), "CartPole-v1"),
         (dict(total_timesteps=10), "total_timesteps"),
         (dict(target_update_period=0), "target_update_period"),
@@ -94,18 +122,26 @@ class TestConfig:
         assert (plain.exploration_kind, rainbow.exploration_kind) == ("epsilon", "greedy")
         ablated = dqn.RainbowConfig(noisy=False)  # the paper's ablation: epsilon-greedy
         assert ablated.exploration_kind == "epsilon" and ablated.double
-        assert (plain.batch_size, plain.num_iterations) == (500, 1000)
+        assert (plain.steps_per_iteration, plain.num_iterations) == (500, 1000)
         # 50 learning phases per iteration, the first 1000 before learning_starts: 49001
         # updates (the phase that reaches learning_starts learns).
         assert plain.num_updates == 1000 * 50 - 1000 + 1
 
-    @pytest.mark.parametrize("name", ["dqn", "c51", "rainbow"])
-    def test_registry_and_cli_help_cover_every_field(self, name):
+    @pytest.mark.parametrize("name, record, config_cls", [
+        ("dqn", "AGENT", dqn.Config), ("c51", "C51_AGENT", dqn.C51Config),
+        ("rainbow", "RAINBOW_AGENT", dqn.RainbowConfig)])
+    def test_registry_and_cli_help_cover_every_field(self, name, record, config_cls):
         agent = REGISTRY[name]
         for cls in (agent.Config, agent.HParams):
             docs = cli._field_docs(cls)
             assert set(docs) == {f.name for f in cli.dataclasses.fields(cls)}, cls
-        assert agent.make_parts is dqn.make_parts and agent.__doc__
+            assert all(docs.values()), cls
+        assert agent is getattr(dqn, record) and agent.name == name
+        assert (agent.Config, agent.HParams) == (config_cls, dqn.HParams)
+        assert (agent.setup, agent.init, agent.iteration, agent.greedy_act, agent.loss,
+                agent.update) == (dqn.setup, dqn.init, dqn.iteration, dqn.greedy_act,
+                                  dqn.loss, dqn.update)
+        assert agent.doc
 
     def test_cli_flags_switch_a_preset_component_off(self):
         parser = cli._Parser()
@@ -116,7 +152,35 @@ class TestConfig:
             False, 1, -50.0, True)
 
 
+class _Features(nn.Module):
+    """A torso given from Python: one tanh layer of 5 features."""
+
+    @nn.compact
+    def __call__(self, obs):
+        return nn.tanh(nn.Dense(5)(obs))
+
+
 class TestActing:
+
+    @pytest.mark.parametrize("env, torso, kernel_shape", [
+        ("Breakout-MinAtar", "cnn", None),
+        ("CartPole-v1", _Features(), (4, 5)),
+    ])
+    def test_config_torso_builds_the_network(self, env, torso, kernel_shape):
+        # Rainbow: with a torso other than `mlp` only the heads are noisy.
+        config = dqn.RainbowConfig(**{**TINY, "env": env, "torso": torso})
+        s = dqn.setup(config)
+        state = jax.jit(lambda key: dqn.init(key, s, HPARAMS))(jax.random.key(0))
+        kernels = [leaf.shape for path, leaf in jax.tree_util.tree_leaves_with_path(
+            state.params) if "kernel" in jax.tree_util.keystr(path)]
+        if kernel_shape is None:  # the CNN: convolution kernels [h, w, in, out]
+            assert any(len(shape) == 4 for shape in kernels), kernels
+        else:
+            assert kernel_shape in kernels, kernels
+        assert "torso_0" not in state.params["params"]  # not the MLP torso
+        assert state.noise and not any(name.startswith("torso_") for name in state.noise)
+        q = dqn.q_values(state.params, state.obs, s.network.zero_noise, s)
+        chex.assert_shape(q, (2, s.spec.num_actions))
 
     def test_init_shapes_and_target_copy(self):
         for config in (PLAIN, RAINBOW):
@@ -132,26 +196,27 @@ class TestActing:
 
     def test_exploration_schedule_and_actions(self):
         state = _init(jax.random.key(0), PLAIN, HPARAMS)
+        setup = built(PLAIN)
         # Linear from 1 to 0.05 over half of the 80 steps, then constant.
         eps = [float(dqn.explore_value(jnp.int32(s), HPARAMS, PLAIN)) for s in (0, 20, 40, 80)]
         np.testing.assert_allclose(eps, [1.0, 0.525, 0.05, 0.05], rtol=1e-6)
         obs = jax.random.normal(jax.random.key(1), (200, 4))
         keys = jax.random.split(jax.random.key(2), 200)
-        act = jax.jit(jax.vmap(lambda o, k, e: dqn.act(state.params, {}, o, k, e, PLAIN),
+        act = jax.jit(jax.vmap(lambda o, k, e: dqn.act(state.params, {}, o, k, e, setup),
                                in_axes=(0, 0, None)))
-        greedy = jax.vmap(lambda o: dqn.greedy_act(state.params, o, None, PLAIN))(obs)
+        greedy = jax.vmap(lambda o: dqn.greedy_act(state.params, o, None, setup))(obs)
         assert greedy.dtype == jnp.int32
         np.testing.assert_array_equal(act(obs, keys, 0.0), greedy)
         uniform = np.asarray(act(obs, keys, 1.0))
         assert 60 < (uniform == 1).sum() < 140  # about half of 200
 
     def test_boltzmann_temperature(self):
-        config = dqn.Config(**{**TINY, "exploration": "boltzmann"})
+        s = dqn.setup(dqn.Config(**{**TINY, "exploration": "boltzmann"}))
         params = _init(jax.random.key(0), PLAIN, HPARAMS).params
         obs = jnp.broadcast_to(jnp.array([0.1, 0.2, 0.3, 0.4]), (400, 4))
         keys = jax.random.split(jax.random.key(3), 400)
-        q = dqn.q_values(params, obs[0], {}, config)
-        act = jax.jit(jax.vmap(lambda o, k, t: dqn.act(params, {}, o, k, t, config),
+        q = dqn.q_values(params, obs[0], {}, s)
+        act = jax.jit(jax.vmap(lambda o, k, t: dqn.act(params, {}, o, k, t, s),
                                in_axes=(0, 0, None)))
         np.testing.assert_array_equal(act(obs, keys, 1e-6), jnp.argmax(q))
         # p(a = 1) = sigmoid((q1 - q0) / T) with a large temperature: close to 1/2.
@@ -174,26 +239,27 @@ class TestNoise:
             before = after
 
     def test_step_resampling_redraws_every_step(self):
-        config = dqn.RainbowConfig(**{**TINY, "noise_resample": "step"})
-        noise = dqn.setup(config).network.sample_noise(jax.random.key(0))
+        step = dqn.setup(dqn.RainbowConfig(**{**TINY, "noise_resample": "step"}))
+        noise = step.network.sample_noise(jax.random.key(0))
         for done in (False, True):
-            for c in (config, RAINBOW):
-                fresh = dqn.renew_noise(noise, jnp.bool_(done), jax.random.key(1), c)
+            for s in (step, built(RAINBOW)):
+                fresh = dqn.renew_noise(noise, jnp.bool_(done), jax.random.key(1), s)
                 moved = not np.array_equal(fresh["q" if "q" in fresh else "value"][1],
                                            noise["q" if "q" in noise else "value"][1])
-                assert moved == (done or c.noise_resample == "step"), (done, c.noise_resample)
-        assert dqn.renew_noise({}, jnp.bool_(True), jax.random.key(1), PLAIN) == {}
+                resample = s.config.noise_resample
+                assert moved == (done or resample == "step"), (done, resample)
+        assert dqn.renew_noise({}, jnp.bool_(True), jax.random.key(1), built(PLAIN)) == {}
 
     def test_greedy_evaluation_uses_the_mean_network(self):
         state = _init(jax.random.key(0), RAINBOW, HPARAMS)
         obs = jax.random.normal(jax.random.key(1), (4,))
-        zero = dqn.setup(RAINBOW).network.zero_noise
-        expected = jnp.argmax(dqn.q_values(state.params, obs, zero, RAINBOW))
-        assert dqn.greedy_act(state.params, obs, None, RAINBOW) == expected
+        s = built(RAINBOW)
+        expected = jnp.argmax(dqn.q_values(state.params, obs, s.network.zero_noise, s))
+        assert dqn.greedy_act(state.params, obs, None, s) == expected
 
 
 def sample(config, state, key):
-    return dqn.setup(config).buffer.sample(state.buffer, key, 0.4)
+    return built(config).buffer.sample(state.buffer, key, 0.4)
 
 
 class TestUpdate:
@@ -202,17 +268,22 @@ class TestUpdate:
         state = filled_state(PLAIN)
         keys = jax.random.split(jax.random.key(4), 3)
         samples = [sample(PLAIN, state, k) for k in keys]
+        s = built(PLAIN)
+
+        def update_plain(state, sample, key, hparams):
+            return dqn.update(state, sample, key, hparams, s)
+
         chex.clear_trace_counter()
-        update = jax.jit(chex.assert_max_traces(dqn.update, n=1), static_argnames="config")
+        update = jax.jit(chex.assert_max_traces(update_plain, n=1))
         for batch, key in zip(samples, keys):
-            state, metrics = update(state, batch, key, HPARAMS, PLAIN)
+            state, metrics = update(state, batch, key, HPARAMS)
         assert int(state.step) == 3
         testing.assert_tree_finite((state.params, state.target_params, metrics))
         assert set(metrics) == {"loss/total", "q/taken", "opt/grad_norm", "opt/nonfinite_skipped"}
 
     def test_runner_chunk_compiles_once(self):
         # A chunk of 3 over a run of 4 iterations: the second call runs 1 and skips 2.
-        state, (_, m2) = testing.run_chunks_compiling_once(dqn, PLAIN, HPARAMS, 3)
+        state, (_, m2) = testing.run_chunks_compiling_once(dqn.AGENT, PLAIN, HPARAMS, 3)
         assert int(state.env_steps) == PLAIN.total_timesteps and int(state.step) == 5
         assert np.isfinite(m2["loss/total"][0]) and np.isnan(m2["loss/total"][1:]).all()
 
@@ -235,7 +306,7 @@ class TestUpdate:
                                initial["params"]["q"]["kernel"])
 
     def test_priority_update_changes_sampling(self):
-        buffer = dqn.setup(RAINBOW).buffer
+        buffer = built(RAINBOW).buffer
         state = filled_state(RAINBOW, steps=30)
         batch = buffer.sample(state.buffer, jax.random.key(7), 0.4)
         # New windows enter at the max priority (1): sampling starts uniform.
@@ -258,7 +329,7 @@ class TestUpdate:
 class TestTraining:
 
     def test_rainbow_smoke_two_seeds_and_vmap_equals_separate_runs(self):
-        train = dqn.make_train(RAINBOW)
+        train = runner.make_train(dqn.RAINBOW_AGENT, RAINBOW)
         keys = jax.random.split(jax.random.key(42), 2)
         state, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, HPARAMS)
         assert metrics["loss/total"].shape == (2, RAINBOW.num_iterations)
@@ -296,6 +367,7 @@ class TestTraining:
                             target_update_period=20, n_step=3, hidden_sizes=(16,),
                             anneal_lr=False)
         hparams = dqn.HParams.create(gamma=0.9, learning_rate=1e-2)
-        state, _ = jax.jit(dqn.make_train(config))(jax.random.key(0), hparams)
-        q = dqn.q_values(state.params, jnp.zeros((1,)), {}, config)
+        s = dqn.setup(config)
+        state, _ = jax.jit(runner.make_train(dqn.AGENT, config, s))(jax.random.key(0), hparams)
+        q = dqn.q_values(state.params, jnp.zeros((1,)), {}, s)
         np.testing.assert_allclose(q, [10.0, 10.0], atol=0.5)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl import envs, rollout, runner, testing
+from jaxrl import actor_critic, envs, rollout, runner, testing
 from jaxrl.agents import ppo
 from jaxrl.config import ConfigError, stack_hparams
 
@@ -18,7 +18,7 @@ TINY = dict(num_envs=4, rollout_len=16, total_timesteps=4 * 16 * 6, num_epochs=2
 
 def fixed_policy_params(config, logits_bias, value_bias):
     """Parameters whose policy logits (or mean) and value ignore the observation."""
-    params = ppo.init(jax.random.key(0), config, ppo.HParams.create()).params
+    params = ppo.init(jax.random.key(0), ppo.setup(config), ppo.HParams.create()).params
     return testing.constant_actor_critic_params(params, logits_bias, value_bias)
 
 
@@ -26,6 +26,7 @@ class TestLoss:
     """pi = [0.25, 0.75] and V = 2 for every observation; eps = 0.2, vf 0.5, ent 0.01."""
 
     config = ppo.Config(normalize_advantages=False, **TINY)
+    setup = ppo.setup(config)
     hparams = ppo.HParams.create(clip_eps=0.2, vf_coef=0.5, ent_coef=0.01)
 
     def batch(self):
@@ -42,8 +43,8 @@ class TestLoss:
         params = fixed_policy_params(self.config, [0.0, np.log(3.0)], 2.0)
         loss = ppo.loss
         if jit:
-            loss = jax.jit(ppo.loss, static_argnames="config")
-        total, m = loss(params, self.batch(), self.hparams, config=self.config)
+            loss = jax.jit(ppo.loss, static_argnames="setup")
+        total, m = loss(params, self.batch(), self.hparams, setup=self.setup)
         # ratios 0.75/0.5, 0.25/0.5, 0.75/0.75, 0.25/0.2 = 1.5, 0.5, 1, 1.25
         # min(r A, clip(r) A): min(1.5, 1.2)=1.2; min(1.0, 1.6)=1.0; -1; min(-2.5, -2.4)=-2.5
         actor = -(1.2 + 1.0 - 1.0 - 2.5) / 4
@@ -62,7 +63,7 @@ class TestLoss:
     def test_unclipped_value_loss_and_normalised_advantages(self):
         config = ppo.Config(normalize_advantages=True, clip_value_loss=False, **TINY)
         params = fixed_policy_params(config, [0.0, np.log(3.0)], 2.0)
-        _, m = ppo.loss(params, self.batch(), self.hparams, config)
+        _, m = ppo.loss(params, self.batch(), self.hparams, ppo.setup(config))
         adv = np.array([1.0, 2.0, -1.0, -2.0])
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         ratio = np.array([1.5, 0.5, 1.0, 1.25])
@@ -79,7 +80,7 @@ class TestLoss:
                           log_prob=jnp.zeros(2), value=jnp.zeros(2),
                           advantage=jnp.array([1.0, 1.0]), target=jnp.zeros(2))
         hp = ppo.HParams.create(clip_eps=100.0)  # no clipping: actor = -mean(ratio)
-        _, m = ppo.loss(params, batch, hp, config)
+        _, m = ppo.loss(params, batch, hp, ppo.setup(config))
         logp = -0.5 * ((np.array([1.5, -0.5]) - 0.5) / 2.0) ** 2 - np.log(2.0) \
             - 0.5 * np.log(2 * np.pi)
         np.testing.assert_allclose(m["loss/actor"], -np.mean(np.exp(logp)), rtol=1e-5)
@@ -121,52 +122,59 @@ class TestConfig:
 
     def test_derived_sizes(self):
         c = ppo.Config(num_envs=4, rollout_len=128, total_timesteps=500_000)
-        assert (c.batch_size, c.num_iterations, c.num_updates) == (512, 976, 976 * 16)
+        assert (c.steps_per_iteration, c.num_iterations, c.num_updates) == (512, 976, 976 * 16)
 
 
-def _tiny_state(config, hparams):
-    return ppo.init(jax.random.key(0), config, hparams)
+def _tiny_state(setup, hparams):
+    return ppo.init(jax.random.key(0), setup, hparams)
+
+
+def _learn(state, batch, key, hparams, setup):
+    return actor_critic.minibatch_epochs(
+        state, batch, key, lambda st, mb: ppo.update(st, mb, hparams, setup),
+        setup.config.num_epochs, setup.config.num_minibatches)
 
 
 class TestCompileOnce:
     config = ppo.Config(**TINY)
+    setup = ppo.setup(config)
     hparams = ppo.HParams.create()
 
     def make_batch(self, key):
-        s = ppo.setup(self.config)
+        s = self.setup
         collect = rollout.make_rollout(s.env, s.env_params,
-                                       functools.partial(ppo.act, config=self.config),
+                                       functools.partial(ppo.act, setup=s),
                                        self.config.rollout_len)
-        state = _tiny_state(self.config, self.hparams)
+        state = _tiny_state(self.setup, self.hparams)
         _, _, traj, _ = collect(state.params, state.env_state, state.obs, key)
-        return ppo.make_batch(state.params, traj, self.hparams, self.config)
+        return ppo.make_batch(state.params, traj, self.hparams, self.setup)
 
     def test_update_compiles_once(self):
-        state = _tiny_state(self.config, self.hparams)
+        state = _tiny_state(self.setup, self.hparams)
         batches = [jax.tree.map(lambda x: x[:32], self.make_batch(k))
                    for k in jax.random.split(jax.random.key(1), 3)]
         chex.clear_trace_counter()
-        update = jax.jit(chex.assert_max_traces(ppo.update, n=1), static_argnames="config")
+        update = jax.jit(chex.assert_max_traces(ppo.update, n=1), static_argnames="setup")
         for b in batches:
-            state, metrics = update(state, b, self.hparams, self.config)
+            state, metrics = update(state, b, self.hparams, self.setup)
         assert int(state.step) == 3
         testing.assert_tree_finite((state.params, metrics))
 
     def test_learn_and_iteration_compile_once(self):
-        state = _tiny_state(self.config, self.hparams)
+        state = _tiny_state(self.setup, self.hparams)
         batch = self.make_batch(jax.random.key(2))
         chex.clear_trace_counter()
-        learn = jax.jit(chex.assert_max_traces(ppo.learn, n=1), static_argnames="config")
+        learn = jax.jit(chex.assert_max_traces(_learn, n=1), static_argnames="setup")
         iteration = jax.jit(chex.assert_max_traces(ppo.iteration, n=1),
-                            static_argnames="config")
+                            static_argnames="setup")
         for key in jax.random.split(jax.random.key(3), 3):
-            state, _ = learn(state, batch, key, self.hparams, self.config)
-            state, metrics = iteration(state, key, self.hparams, self.config)
+            state, _ = learn(state, batch, key, self.hparams, self.setup)
+            state, metrics = iteration(state, key, self.hparams, self.setup)
         assert int(state.step) == 6 * self.config.num_epochs * self.config.num_minibatches
         testing.assert_tree_finite(state.params)
 
     def test_runner_chunk_compiles_once(self):
-        init_fn, iteration_fn = ppo.make_parts(self.config)
+        init_fn, iteration_fn = runner.parts(ppo.AGENT, self.config)
         state = init_fn(jax.random.key(0), self.hparams)
         # A chunk of 4 over a run of 6 iterations: the second call runs 2 and skips 2.
         chunk = runner.make_chunk(iteration_fn, 4, self.config.num_iterations)
@@ -179,7 +187,7 @@ class TestCompileOnce:
         assert np.isfinite(m2["loss/total"][:2]).all() and np.isnan(m2["loss/total"][2:]).all()
 
     def test_hparam_sweep_compiles_once(self):
-        train = ppo.make_train(self.config)
+        train = runner.make_train(ppo.AGENT, self.config)
         hps = stack_hparams([ppo.HParams.create(learning_rate=lr, gamma=g)
                              for lr, g in [(1e-4, 0.9), (1e-3, 0.99), (3e-3, 0.95)]])
         keys = jax.random.split(jax.random.key(0), 2)
@@ -203,7 +211,7 @@ class TestSeeds:
     def test_vmap_over_seeds_equals_separate_runs(self, env):
         config = ppo.Config(env=env, **TINY)
         keys = jax.random.split(jax.random.key(42), 4)
-        testing.assert_vmap_matches_separate(ppo.make_train(config), keys,
+        testing.assert_vmap_matches_separate(runner.make_train(ppo.AGENT, config), keys,
                                              ppo.HParams.create(), rtol=1e-6, atol=1e-6)
 
     def test_actions_identical_and_seeds_differ(self):
@@ -211,12 +219,12 @@ class TestSeeds:
         hparams = ppo.HParams.create()
         s = ppo.setup(config)
         collect = rollout.make_rollout(s.env, s.env_params,
-                                       functools.partial(ppo.act, config=config),
+                                       functools.partial(ppo.act, setup=s),
                                        config.rollout_len)
 
         def first_rollout(key):
             init_key, run_key = jax.random.split(key)
-            state = ppo.init(init_key, config, hparams)
+            state = ppo.init(init_key, s, hparams)
             return collect(state.params, state.env_state, state.obs, run_key)[2]
 
         keys = jax.random.split(jax.random.key(7), 4)
@@ -247,7 +255,7 @@ def _train_value(env, gamma, total, obs_values):
                         num_epochs=4, num_minibatches=4, clip_value_loss=False,
                         anneal_lr=False)
     hparams = ppo.HParams.create(learning_rate=3e-3, gamma=gamma, gae_lambda=0.95)
-    state, metrics = jax.jit(ppo.make_train(config))(jax.random.key(0), hparams)
+    state, metrics = jax.jit(runner.make_train(ppo.AGENT, config))(jax.random.key(0), hparams)
     network = ppo.setup(config).network
     obs = jnp.asarray(obs_values, jnp.float32).reshape(-1, 1)
     return np.asarray(network.apply(state.params, obs)[1]), metrics
@@ -272,7 +280,7 @@ class TestProbes:
         config = ppo.Config(env="probe/action-reward", num_envs=8, rollout_len=16,
                             total_timesteps=8 * 16 * 40)
         hparams = ppo.HParams.create(learning_rate=3e-3)
-        _, metrics = jax.jit(ppo.make_train(config))(jax.random.key(0), hparams)
+        _, metrics = jax.jit(runner.make_train(ppo.AGENT, config))(jax.random.key(0), hparams)
         assert np.nanmean(metrics["episode/return"][-5:]) > 0.95
 
 
@@ -280,6 +288,7 @@ class TestAdaptiveKL:
     """The adaptive-KL variant (PPO1): its loss by hand, beta's direction, contracts."""
 
     config = ppo.KLConfig(normalize_advantages=False, **TINY)
+    setup = ppo.setup(config)
     hparams = ppo.KLHParams.create(vf_coef=0.5, ent_coef=0.0, kl_min=0.01, kl_max=0.02)
 
     @pytest.mark.parametrize("jit", [False, True])
@@ -293,8 +302,8 @@ class TestAdaptiveKL:
                           log_prob=jnp.log(jnp.asarray(old[np.arange(3), actions])),
                           value=jnp.zeros(3), advantage=jnp.asarray(adv),
                           target=jnp.full(3, 2.0), policy_params=jnp.log(jnp.asarray(old)))
-        loss = jax.jit(ppo.loss, static_argnames="config") if jit else ppo.loss
-        total, m = loss(params, batch, self.hparams, config=self.config, beta=3.0)
+        loss = jax.jit(ppo.loss, static_argnames="setup") if jit else ppo.loss
+        total, m = loss(params, batch, self.hparams, setup=self.setup, beta=3.0)
         new = np.array([0.25, 0.75])
         ratio = new[actions] / old[np.arange(3), actions]
         kl = (old * np.log(old / new)).sum(1).mean()
@@ -303,40 +312,40 @@ class TestAdaptiveKL:
         np.testing.assert_allclose(total, m["loss/actor"], rtol=1e-6)  # V = target, ent 0
 
     def _state_and_batch(self):
-        state = ppo.init(jax.random.key(0), self.config, self.hparams)
-        state, traj, _ = ppo.actor_critic.collect(state, jax.random.key(1), self.config)
-        return state, ppo.make_batch(state.params, traj, self.hparams, self.config)
+        state = ppo.init(jax.random.key(0), self.setup, self.hparams)
+        state, traj, _ = ppo.actor_critic.collect(state, jax.random.key(1), self.setup)
+        return state, ppo.make_batch(state.params, traj, self.hparams, self.setup)
 
     def test_beta_moves_toward_the_band(self):
         state, batch = self._state_and_batch()
         assert float(state.beta) == 1.0 and batch.policy_params is not None
         # KL forced to 0 (the policy has not moved): below kl_min, beta halves.
-        low, m = ppo.adapt_beta(state, batch, self.hparams, self.config)
+        low, m = ppo.adapt_beta(state, batch, self.hparams, self.setup)
         assert float(m["ppo/iteration_kl"]) < 1e-6 and float(low.beta) == 0.5
         # KL forced far above kl_max (old logits pushed apart): beta doubles.
         far = batch.replace(policy_params=batch.policy_params + jnp.array([[3.0, -3.0]]))
-        high, m = ppo.adapt_beta(state, far, self.hparams, self.config)
+        high, m = ppo.adapt_beta(state, far, self.hparams, self.setup)
         assert float(m["ppo/iteration_kl"]) > 0.02 and float(high.beta) == 2.0
         # Inside the band: unchanged.
         hp = ppo.KLHParams.create(kl_min=0.0, kl_max=10.0)
-        same, _ = ppo.adapt_beta(state, far, hp, self.config)
+        same, _ = ppo.adapt_beta(state, far, hp, self.setup)
         assert float(same.beta) == 1.0
 
     def test_iteration_compiles_once_and_logs_beta(self):
-        state = ppo.init(jax.random.key(0), self.config, self.hparams)
+        state = ppo.init(jax.random.key(0), self.setup, self.hparams)
         chex.clear_trace_counter()
         iteration = jax.jit(chex.assert_max_traces(ppo.iteration, n=1),
-                            static_argnames="config")
+                            static_argnames="setup")
         betas = []
         for key in jax.random.split(jax.random.key(3), 3):
-            state, metrics = iteration(state, key, self.hparams, self.config)
+            state, metrics = iteration(state, key, self.hparams, self.setup)
             betas.append(float(metrics["ppo/beta"]))
         assert betas[0] == 1.0 and "ppo/iteration_kl" in metrics and "ppo/kl" in metrics
         testing.assert_tree_finite(state.params)
 
     def test_vmap_over_seeds_equals_separate_runs(self):
         config = ppo.KLConfig(env="Pendulum-v1", **TINY)
-        testing.assert_vmap_matches_separate(ppo.make_train(config),
+        testing.assert_vmap_matches_separate(runner.make_train(ppo.AGENT, config),
                                              jax.random.split(jax.random.key(4), 3),
                                              ppo.KLHParams.create(), rtol=1e-6, atol=1e-6)
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def final_returns(config, hparams):
-    return learning_check(ppo, config, hparams, num_seeds=4, seed=0)
+    return learning_check(ppo.AGENT, config, hparams, num_seeds=4, seed=0)
 
 
 def test_cartpole_default_config():

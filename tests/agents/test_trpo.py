@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxrl import actor_critic, testing
+from jaxrl import actor_critic, runner, testing
 from jaxrl.agents import trpo
 from jaxrl.config import ConfigError
 
@@ -35,13 +35,14 @@ def test_bad_hparams_name_the_field(kwargs, field):
 
 def test_iteration_compiles_once_and_moves_actor_by_trust_region_step():
     config = trpo.Config(**TINY)
+    setup = trpo.setup(config)
     hparams = trpo.HParams.create()
-    state = trpo.init(jax.random.key(0), config, hparams)
+    state = trpo.init(jax.random.key(0), setup, hparams)
     chex.clear_trace_counter()
-    iteration = jax.jit(chex.assert_max_traces(trpo.iteration, n=1), static_argnames="config")
+    iteration = jax.jit(chex.assert_max_traces(trpo.iteration, n=1), static_argnames="setup")
     for key in jax.random.split(jax.random.key(3), 3):
         before = state.params
-        state, metrics = iteration(state, key, hparams, config)
+        state, metrics = iteration(state, key, hparams, setup)
         a0, c0 = actor_critic.split_params(before)
         a1, c1 = actor_critic.split_params(state.params)
         # The actor moved iff the line search accepted a step; the critic was fitted.
@@ -54,22 +55,23 @@ def test_iteration_compiles_once_and_moves_actor_by_trust_region_step():
 
 
 def test_critic_update_leaves_the_actor_alone():
-    config = trpo.Config(**TINY)
+    setup = trpo.setup(trpo.Config(**TINY))
     hparams = trpo.HParams.create()
-    state = trpo.init(jax.random.key(0), config, hparams)
-    state, traj, _ = actor_critic.collect(state, jax.random.key(1), config)
-    batch = actor_critic.make_batch(state.params, traj, 0.99, 0.95, config, keep_policy=True)
-    new, _ = trpo.update(state, batch, hparams, config)
+    state = trpo.init(jax.random.key(0), setup, hparams)
+    state, traj, _ = actor_critic.collect(state, jax.random.key(1), setup)
+    batch = actor_critic.make_batch(state.params, traj, 0.99, 0.95, setup, keep_policy=True)
+    new, _ = trpo.update(state, batch, hparams, setup)
     chex.assert_trees_all_equal(actor_critic.split_params(new.params)[0],
                                 actor_critic.split_params(state.params)[0])
 
 
 @pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])
 def test_vmap_over_seeds_equals_separate_runs(env):
-    # Keys and counters exactly; floats to 1e-3 (1e-4 absolute): batched reductions round differently and
-    # conjugate gradient (a solve with F^-1) amplifies those last-bit differences
-    # (measured on Pendulum after 4 iterations: 2e-5 absolute on weights of ~0.05).
+    # Keys and counters exactly; floats to 1e-3 (1e-4 absolute): batched reductions round
+    # differently and conjugate gradient (a solve with F^-1) amplifies those last-bit
+    # differences (measured on Pendulum after 4 iterations: 2e-5 absolute on weights of
+    # ~0.05).
     config = trpo.Config(env=env, **TINY)
-    testing.assert_vmap_matches_separate(trpo.make_train(config),
+    testing.assert_vmap_matches_separate(runner.make_train(trpo.AGENT, config),
                                          jax.random.split(jax.random.key(2), 3),
                                          trpo.HParams.create(), rtol=1e-3, atol=1e-4)

@@ -9,8 +9,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_cartpole_default_config():
-    per_seed = learning_check(trpo, trpo.Config(env="CartPole-v1", total_timesteps=500_000),
-                              trpo.HParams.create())
+    config = trpo.Config(env="CartPole-v1", total_timesteps=500_000)
+    per_seed = learning_check(trpo.AGENT, config, trpo.HParams.create())
     assert per_seed.mean() >= 475
 
 
@@ -19,5 +19,5 @@ def test_pendulum_continuous():
     # critic well (20 epochs x 16 minibatches per batch, as rl-baselines3-zoo's settings).
     config = trpo.Config(env="Pendulum-v1", total_timesteps=1_000_000, num_envs=2,
                          rollout_len=1024, value_epochs=20, value_minibatches=16, cg_iters=15)
-    per_seed = learning_check(trpo, config, trpo.HParams.create(gamma=0.9))
+    per_seed = learning_check(trpo.AGENT, config, trpo.HParams.create(gamma=0.9))
     assert per_seed.mean() >= -400
