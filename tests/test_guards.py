@@ -270,12 +270,13 @@ class TestSkipNonFinite:
         config = ppo.Config(num_envs=4, rollout_len=8, total_timesteps=64, num_minibatches=1,
                             skip_nonfinite=skip)
         hparams = ppo.HParams.create()
-        state = ppo.init(jax.random.key(0), config, hparams)
-        state, traj, _ = actor_critic.collect(state, jax.random.key(1), config)
-        batch = ppo.make_batch(state.params, traj, hparams, config)
+        setup = ppo.setup(config)
+        state = ppo.init(jax.random.key(0), setup, hparams)
+        state, traj, _ = actor_critic.collect(state, jax.random.key(1), setup)
+        batch = ppo.make_batch(state.params, traj, hparams, setup)
         bad = batch.replace(advantage=batch.advantage.at[0].set(jnp.nan))
-        update = jax.jit(ppo.update, static_argnames="config")
-        return config, hparams, state, batch, bad, update
+        update = jax.jit(ppo.update, static_argnames="setup")
+        return setup, hparams, state, batch, bad, update
 
     def test_skipped_update_keeps_parameters_and_is_counted(self):
         config, hparams, state, batch, bad, update = self._setup(skip=2)

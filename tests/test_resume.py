@@ -209,7 +209,8 @@ def runs(tmp_path_factory):
 
 def final_tree(out, step=NUM_ITERATIONS):
     run = experiment.load_run(str(out), REGISTRY)
-    tree, meta = experiment.restore_checkpoint(run, str(out), step)
+    tree, meta = experiment.restore_checkpoint(run, run.agent.setup(run.config), str(out),
+                                               step)
     assert meta["iteration"] == step
     return tree
 
