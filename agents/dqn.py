@@ -34,7 +34,7 @@ import optax
 import rlax
 from flax import struct
 
-from jaxrl import agent, envs, networks, off_policy, optim
+from jaxrl import agent, networks, off_policy, optim
 from jaxrl import config as cfg
 from jaxrl.agent import Agent, Setup
 from jaxrl.buffers import Sample
@@ -125,9 +125,6 @@ class Config(off_policy.Config):
             raise ConfigError(f"priority_alpha must be in [0, 1], got {self.priority_alpha}")
         if not _check_real("noisy_sigma", self.noisy_sigma) > 0.0:
             raise ConfigError(f"noisy_sigma must be > 0, got {self.noisy_sigma}")
-        spec = envs.env_spec(*envs.make(self.env))
-        off_policy.check_discrete(spec, self.env, "DQN")
-        networks.check_torso(self.torso, spec)
 
     @property
     def exploration_kind(self) -> str:
@@ -204,6 +201,7 @@ def setup(config: Config) -> Setup:
     Called outside any trace (by `jaxrl.runner`); every function below receives the result.
     """
     env, env_params, spec = agent.make_env(config.env, normalize_obs=config.normalize_obs)
+    off_policy.check_discrete(spec, config.env, "DQN")
     network = networks.make_q_network(
         spec, config.hidden_sizes, config.activation, dueling=config.dueling,
         num_atoms=config.num_atoms if config.distributional else None,

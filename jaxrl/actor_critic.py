@@ -21,7 +21,7 @@ import optax
 from flax import struct
 
 from jaxrl import config as cfg
-from jaxrl import envs, losses, networks, returns, rollout
+from jaxrl import agent, envs, losses, networks, returns, rollout
 from jaxrl.agent import BaseConfig, Setup, make_env
 from jaxrl.config import ConfigError
 from jaxrl.types import Metrics, Params, PRNGKey, Transition
@@ -67,6 +67,7 @@ class State:
     env_state: Any  # gymnax state, leading axis N
     obs: jax.Array  # [N, *obs_shape], the observations to act on next
     step: jax.Array  # int32 scalar: gradient updates applied so far
+    addons: dict  # each add-on's state by name (`jaxrl.agent.Addon`); {} without add-ons
 
 
 @struct.dataclass
@@ -97,10 +98,11 @@ def init(key: PRNGKey, setup: Setup, tx: optax.GradientTransformation) -> State:
     """Fresh parameters, optimizer state (of `tx`) and `num_envs` reset environments."""
     params_key, env_key = jax.random.split(key)
     params = setup.network.init(params_key)
-    env_state, obs = rollout.reset_envs(setup.env, setup.env_params, env_key,
-                                        setup.config.num_envs)
+    addons = agent.init_addons(key, setup)
+    env_state, obs = rollout.reset_envs(setup.env, agent.collect_params(addons, setup),
+                                        env_key, setup.config.num_envs)
     return State(params=params, opt_state=tx.init(params), env_state=env_state, obs=obs,
-                 step=jnp.int32(0))
+                 step=jnp.int32(0), addons=addons)
 
 
 def heads(params: Params, obs: jax.Array, setup: Setup):
@@ -130,12 +132,14 @@ def collect(state: State, key: PRNGKey, setup: Setup):
 
     Returns:
       `(state, traj, episodes)`: the state with advanced envs, the `[T, N]` `Transition`
-      and the per-step episode statistics (see `rollout.make_rollout`).
+      (after the add-ons' `transform`) and the per-step episode statistics (see
+      `rollout.make_rollout`).
     """
-    run = rollout.make_rollout(setup.env, setup.env_params,
+    run = rollout.make_rollout(setup.env, agent.collect_params(state.addons, setup),
                                functools.partial(act, setup=setup), setup.config.rollout_len)
     env_state, obs, traj, episodes = run(state.params, state.env_state, state.obs, key)
-    return state.replace(env_state=env_state, obs=obs), traj, episodes
+    traj, addons = agent.transform(state.addons, traj, key, setup)
+    return state.replace(env_state=env_state, obs=obs, addons=addons), traj, episodes
 
 
 def restart_episodes(state: State, key: PRNGKey, setup: Setup) -> State:
@@ -145,8 +149,8 @@ def restart_episodes(state: State, key: PRNGKey, setup: Setup) -> State:
     at the beginning of an episode. The fresh observations are re-normalised with the kept
     statistics, so the policy sees them on its usual scale.
     """
-    env_state, obs = rollout.reset_envs(setup.env, setup.env_params, key,
-                                        setup.config.num_envs)
+    env_state, obs = rollout.reset_envs(setup.env, agent.collect_params(state.addons, setup),
+                                        key, setup.config.num_envs)
     env_state = envs.wrappers.transplant_statistics(env_state, state.env_state, pooled=False)
     obs = jax.vmap(lambda st, o: rollout.renormalized_observation(setup.env, st, o))(
         env_state, obs)

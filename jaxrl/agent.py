@@ -20,10 +20,20 @@ of a family (`ppo-kl`, `td3`) is the same record with another `Config` class, ma
 `Agent.variant`. `jaxrl.runner.make_train(agent, config)` composes the record into one
 pure `train(key, hparams)`; `jaxrl.runner.run` into the chunked host loop.
 
-Extension points, each a value the record or its `Setup` carries rather than an edit of
-an agent: `Setup.extras` holds what an add-on builds once (a reward transform, a curriculum
-schedule, a dataset); `BaseConfig.torso` chooses the network torso (`mlp`, `cnn`, or any
-flax module from Python); an agent built from other agents closes over their records.
+Extension points, each a value composed with an agent rather than an edit of it:
+
+* `Addon`: a piece with its own state in the agent state (`state.addons`) that may
+  transform every batch of collected transitions before the agent learns from or stores
+  them (shaped or intrinsic rewards), supply the env params the agent collects with (a
+  curriculum, as a value in the state), and act after every iteration (a schedule).
+  `Agent.extend(name, *addons)` is the agent with them; the built-in agents collect
+  through `actor_critic` and `off_policy`, which call the hooks.
+* `Setup.extras` holds what an agent builds once besides env, network and buffer (a
+  dataset for a learner that trains from demonstrations, other agents' setups).
+* `BaseConfig.torso` chooses the network torso (`mlp`, `cnn`, or any flax module).
+* An agent built from other agents closes over their records, keeps their states in its
+  own, and exposes `params` (what `greedy_act` evaluates) and `env_state` (what the runner
+  guards) as properties.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
+import jax
 
 from jaxrl import config as cfg
 from jaxrl import envs, networks
@@ -112,8 +123,9 @@ class Setup:
       spec: the raw environment's `EnvSpec`.
       network: the agent's network functions (`Network`, `QNetworkFns`, or a bundle).
       buffer: the replay buffer's functions (replay agents), else None.
-      extras: whatever an add-on builds once (a reward transform, a schedule, a
-        dataset's static description), keyed by the add-on's name.
+      addons: the `Addon`s composed with the agent, in the order their hooks run.
+      extras: whatever else the agent builds once (a dataset, inner agents' setups), by
+        name.
     """
 
     config: Any
@@ -122,7 +134,54 @@ class Setup:
     spec: EnvSpec
     network: Any
     buffer: Any = None
+    addons: tuple = ()
     extras: dict = dataclasses.field(default_factory=dict)
+
+
+class Addon(NamedTuple):
+    """A piece an agent composes, with its own state `state.addons[name]` (checkpointed,
+    vmapped over seeds and resumed with the rest of the agent state). Hooks, all optional
+    but `init`, all pure:
+
+    * `init(key, setup) -> astate`.
+    * `transform(astate, transitions, key) -> (transitions, astate)`: every batch of
+      collected `Transition`s (leaves `[T, N, ...]` on-policy, `[N, ...]` for replay agents)
+      before the agent learns from or stores it; episode statistics keep the env's rewards.
+    * `env_params(astate) -> EnvParams`: the params the agent resets and steps its envs
+      with, in place of `setup.env_params` (evaluation keeps `setup.env_params`).
+    * `after(astate, metrics, key) -> (astate, metrics)`: after every iteration, with its
+      metrics (a schedule that moves the env params; the add-on's own metrics).
+    """
+
+    name: str
+    init: Callable[..., Any]
+    transform: Callable[..., Any] | None = None
+    env_params: Callable[..., Any] | None = None
+    after: Callable[..., Any] | None = None
+
+
+def init_addons(key: jax.Array, setup: Setup) -> dict:
+    """Every add-on's initial state by name (`{}`, and `key` unused, without add-ons)."""
+    return {a.name: a.init(jax.random.fold_in(key, i), setup)
+            for i, a in enumerate(setup.addons)}
+
+
+def collect_params(addons: dict, setup: Setup):
+    """The env params to collect with: an add-on's `env_params`, else `setup.env_params`."""
+    for a in setup.addons:
+        if a.env_params is not None:
+            return a.env_params(addons[a.name])
+    return setup.env_params
+
+
+def transform(addons: dict, transitions: Any, key: jax.Array, setup: Setup):
+    """`(transitions, addons)` after every add-on's `transform`, in order."""
+    for i, a in enumerate(setup.addons):
+        if a.transform is not None:
+            transitions, astate = a.transform(addons[a.name], transitions,
+                                              jax.random.fold_in(key, i))
+            addons = {**addons, a.name: astate}
+    return transitions, addons
 
 
 class Agent(NamedTuple):
@@ -151,6 +210,34 @@ class Agent(NamedTuple):
         """The same functions under `name`, with another `Config` (and `HParams`) class."""
         return self._replace(name=name, Config=config,
                              HParams=self.HParams if hparams is None else hparams)
+
+    def extend(self, name: str, *addons: Addon) -> "Agent":
+        """This agent under `name` with `addons` composed (see `Addon`).
+
+        Its state must have an `addons` field the agent's collection passes through the
+        hooks (the built-in agents' states do). Resume finds it by `name`.
+        """
+        names = [a.name for a in addons]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"add-on names must be unique, got {names}")
+        if sum(a.env_params is not None for a in addons) > 1:
+            raise ConfigError(f"at most one add-on may supply env_params, got {names}")
+        base_setup, base_iteration = self.setup, self.iteration
+
+        def setup(config):
+            inner = base_setup(config)
+            return dataclasses.replace(inner, addons=inner.addons + addons)
+
+        def iteration(state, key, hparams, setup):
+            state, metrics = base_iteration(state, key, hparams, setup)
+            after = {**state.addons}
+            for i, a in enumerate(addons):
+                if a.after is not None:
+                    after[a.name], metrics = a.after(after[a.name], metrics,
+                                                     jax.random.fold_in(key, i))
+            return state.replace(addons=after), metrics
+
+        return self._replace(name=name, setup=setup, iteration=iteration)
 
 
 def make_env(env_id: str, *, normalize_obs: bool = False):

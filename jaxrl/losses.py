@@ -1,8 +1,7 @@
 """Per-example losses that rlax lacks. Callers average over the batch (after `vmap`).
 
-Also the importance-sampling and KL pieces that the policy-gradient losses share (PPO's
-ratio and adaptive KL penalty, TRPO's constraint, truncated and self-normalised weights for
-off-policy corrections), so each lives in one place.
+Also the importance-ratio and KL pieces that the policy-gradient losses share (PPO's ratio
+and adaptive KL penalty, TRPO's constraint), so each lives in one place.
 """
 
 from __future__ import annotations
@@ -48,41 +47,6 @@ def importance_ratio(log_prob: jax.Array, behaviour_log_prob: jax.Array) -> jax.
     """
     chex.assert_equal_shape([log_prob, behaviour_log_prob])
     return jnp.exp(log_prob - behaviour_log_prob)
-
-
-def clipped_importance_weight(ratio: jax.Array, clip_max: jax.Array | float) -> jax.Array:
-    """Truncated importance weight `min(ratio, clip_max)` (any shape).
-
-    V-trace's `rho_bar`/`c_bar` truncation (Espeholt et al. 2018, eq. 1) and Retrace's
-    `c = lambda min(1, ratio)` with `clip_max = 1` (Munos et al. 2016, section 3; lambda
-    applied by the caller). Bounds the variance at the price of bias toward `mu`.
-
-    Args:
-      ratio: [...] importance ratios.
-      clip_max: scalar truncation level.
-
-    Returns:
-      [...] truncated weights.
-    """
-    return jnp.minimum(ratio, clip_max)
-
-
-def normalized_importance_weights(ratio: jax.Array) -> jax.Array:
-    """Self-normalised importance weights over a batch: `ratio / mean(ratio)`.
-
-    Weighted importance sampling (Sutton & Barto 2018, eq. 5.6): `mean(w * f)` with these
-    weights is the ratio estimator `sum(ratio f) / sum(ratio)`, biased but consistent and of
-    lower variance than ordinary IS. Unlike the other kernels here this one takes the whole
-    batch (the normaliser couples examples); call it after `vmap`, on `[B]`.
-
-    Args:
-      ratio: [B] importance ratios of the examples of one batch (not all zero).
-
-    Returns:
-      [B] weights with mean 1.
-    """
-    chex.assert_rank(ratio, 1)
-    return ratio / jnp.mean(ratio)
 
 
 def kl_categorical(logits_p: jax.Array, logits_q: jax.Array) -> jax.Array:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl import buffers, returns, rollout
+from jaxrl import agent, buffers, returns, rollout
 from jaxrl import config as cfg
 from jaxrl.agent import BaseConfig, Setup
 from jaxrl.config import ConfigError
@@ -124,6 +124,7 @@ class State:
     noise: Any  # per-env exploration noise, leaves [N, ...] (noisy-net draws); {} if none
     env_steps: jax.Array  # int32 scalar: env steps taken, all N copies counted
     step: jax.Array  # int32 scalar: gradient updates applied so far
+    addons: dict  # each add-on's state by name (`jaxrl.agent.Addon`); {} without add-ons
 
 
 def example_transition(spec: Any, obs: jax.Array) -> Transition:
@@ -141,12 +142,13 @@ def init(key: PRNGKey, setup: Setup, params: Params, tx: optax.GradientTransform
     Args:
       noise: the agent's per-env exploration noise, leaves `[N, ...]` (`{}` if none).
     """
-    env_state, obs = rollout.reset_envs(setup.env, setup.env_params, key,
+    addons = agent.init_addons(key, setup)
+    env_state, obs = rollout.reset_envs(setup.env, agent.collect_params(addons, setup), key,
                                         setup.config.num_envs)
     buffer_state = setup.buffer.init(example_transition(setup.spec, obs[0]))
     return State(params=params, target_params=jax.tree.map(jnp.copy, params),
                  opt_state=tx.init(params), buffer=buffer_state, env_state=env_state, obs=obs,
-                 noise=noise, env_steps=jnp.int32(0), step=jnp.int32(0))
+                 noise=noise, env_steps=jnp.int32(0), step=jnp.int32(0), addons=addons)
 
 
 ActFn = Callable[[Params, Any, jax.Array, PRNGKey], jax.Array]
@@ -162,14 +164,15 @@ def collect_step(state: State, key: PRNGKey, setup: Setup, act: ActFn, renew_noi
         its step (`done`: the step ended an episode), e.g. a fresh draw at episode ends.
 
     Returns:
-      `(state, episodes)`: the buffer holds the `N` new transitions (`next_obs` the
-      pre-reset observation), `env_steps` grew by `N`; `episodes` are `[N]` statistics.
+      `(state, episodes)`: the buffer holds the `N` new transitions (after the add-ons'
+      `transform`; `next_obs` the pre-reset observation), `env_steps` grew by `N`;
+      `episodes` are `[N]` statistics.
     """
     num_envs = state.obs.shape[0]
     act_key, noise_key = jax.random.split(key)
     # `make_rollout` vmaps `act` with shared parameters; each env copy has its own noise,
     # so we run a one-step rollout of one env copy per env, vmapped over the copies.
-    one_step = rollout.make_rollout(setup.env, setup.env_params,
+    one_step = rollout.make_rollout(setup.env, agent.collect_params(state.addons, setup),
                                     lambda p, o, k: act(p[0], p[1], o, k), 1)
 
     def one_env(noise, env_state, obs, env_key):
@@ -185,7 +188,8 @@ def collect_step(state: State, key: PRNGKey, setup: Setup, act: ActFn, renew_noi
         state.noise, state.env_state, state.obs, jax.random.split(act_key, num_envs))
     done = jnp.logical_or(transition.terminated, transition.truncated)
     noise = jax.vmap(renew_noise)(state.noise, done, jax.random.split(noise_key, num_envs))
-    state = state.replace(env_state=env_state, obs=obs, noise=noise,
+    transition, addons = agent.transform(state.addons, transition, key, setup)
+    state = state.replace(env_state=env_state, obs=obs, noise=noise, addons=addons,
                           buffer=setup.buffer.add(state.buffer, transition),
                           env_steps=state.env_steps + num_envs)
     return state, episodes

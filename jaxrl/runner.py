@@ -185,6 +185,7 @@ def default_chunk_iterations(num_iterations: int, chunk_iterations: int | None =
 
 def _strong(x: jax.Array) -> jax.Array:
     """`x` without a weak type (e.g. a Python-int counter in an env state)."""
+    x = jnp.asarray(x)
     if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
         return x
     return jax.lax.convert_element_type(x, x.dtype)

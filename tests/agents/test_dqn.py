@@ -99,7 +99,7 @@ class TestConfig:
     @pytest.mark.parametrize("config_cls", [dqn.Config, dqn.C51Config, dqn.RainbowConfig])
     def test_continuous_env_is_refused_with_a_suggestion(self, config_cls):
         with pytest.raises(ConfigError, match="continuous") as e:
-            config_cls(env="Pendulum-v1")
+            dqn.AGENT.setup(config_cls(env="Pendulum-v1"))
         assert "ddpg, td3 or sac" in str(e.value) and "Pendulum-v1" in str(e.value)
 
     @pytest.mark.parametrize("kwargs, field", [
