@@ -47,6 +47,7 @@ import jax
 
 from jaxrl import config as cfg
 from jaxrl import envs, networks
+from jaxrl.tuned import settings as _tuned_settings
 from jaxrl.config import ConfigError
 from jaxrl.types import EnvSpec
 
@@ -210,6 +211,13 @@ class Agent(NamedTuple):
         """The same functions under `name`, with another `Config` (and `HParams`) class."""
         return self._replace(name=name, Config=config,
                              HParams=self.HParams if hparams is None else hparams)
+
+    def settings(self, env: str | None = None, *, tuned: bool = True, **overrides: Any):
+        """`(config, hparams)` for `env`: the tuned entry's values (`jaxrl.tuned`), if
+        `tuned` and one exists, overridden by `overrides` (fields of `Config` or `HParams`),
+        exactly as `jaxrl train NAME --env ENV` builds them."""
+        config, hparams, _ = _tuned_settings(self, env, tuned=tuned, **overrides)
+        return config, hparams
 
     def extend(self, name: str, *addons: Addon) -> "Agent":
         """This agent under `name` with `addons` composed (see `Addon`).

@@ -139,6 +139,9 @@ def _train(argv: list[str]) -> int:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--overwrite", action="store_true",
                      help="replace an earlier run in --out")
+    run.add_argument("--no-tuned", action="store_true",
+                     help="start from the plain defaults, not the tuned settings for this env "
+                          "(jaxrl/data/tuned)")
     _add_field_flags(parser, agent.Config, "config (static)")
     _add_field_flags(parser, agent.HParams, "hyperparameters (traced; sweepable)")
     args = parser.parse_args(argv[1:])
@@ -146,10 +149,14 @@ def _train(argv: list[str]) -> int:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ConfigError(f"{name} must be a positive integer, got {value}")
-    config = agent.Config(**_collect(args, agent.Config))
-    hparams = agent.HParams.create(**_collect(args, agent.HParams))
+    from jaxrl import experiment, tuned
 
-    from jaxrl import experiment
+    flags = {**_collect(args, agent.Config), **_collect(args, agent.HParams)}
+    config, hparams, entry = tuned.settings(agent, flags.pop("env", None),
+                                            tuned=not args.no_tuned, **flags)
+    if entry is not None:
+        print(f"tuned settings: {entry.where}, {config.total_timesteps} steps (flags override "
+              "them; --no-tuned for the plain defaults)")
 
     out = args.out or _default_out(agent_name, config.env)
     experiment.train(agent, config, hparams, out, seed=args.seed,
@@ -160,7 +167,8 @@ def _train(argv: list[str]) -> int:
                      tensorboard=args.tensorboard, checkpoint_every=args.checkpoint_every,
                      wandb=args.wandb or args.wandb_project is not None,
                      wandb_project=args.wandb_project,
-                     keep_checkpoints=args.keep_checkpoints)
+                     keep_checkpoints=args.keep_checkpoints,
+                     tuned=entry.where if entry else None)
     print(f"run folder: {out}")
     return 0
 

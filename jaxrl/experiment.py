@@ -249,7 +249,7 @@ def train(agent: Agent, config: Any, hparams: Any, out: str, *,
           tensorboard: bool = False, wandb: bool = False, wandb_project: str | None = None,
           checkpoint_every: int | None = None,
           keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
-          callbacks: Sequence[runner.Callback] = ()) -> dict:
+          callbacks: Sequence[runner.Callback] = (), tuned: str | None = None) -> dict:
     """Train `num_seeds` seeds of `agent` and write the run folder `out`.
 
     Args:
@@ -271,6 +271,8 @@ def train(agent: Agent, config: Any, hparams: Any, out: str, *,
       keep_checkpoints: how many of the newest checkpoints to keep.
       callbacks: more `runner.Callback`s, called after the built-in ones (so after a
         chunk's checkpoint is saved).
+      tuned: the tuned-settings entry `config` and `hparams` started from (`jaxrl.tuned`),
+        recorded in `config.json`.
 
     Returns:
       The summary dict (also written to `summary.json`).
@@ -307,7 +309,7 @@ def train(agent: Agent, config: Any, hparams: Any, out: str, *,
                "wandb": wandb, "wandb_project": wandb_project}
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump({"agent": agent.name, "env": config.env, "config": to_dict(config),
-                   "hparams": to_dict(hparams), "run": options,
+                   "hparams": to_dict(hparams), "tuned": tuned, "run": options,
                    "versions": library_versions()}, f, indent=2)
     run = Run(agent, config, hparams, options)
     return _execute(run, setup, out, start=None, progress=progress, quiet=quiet,
@@ -385,7 +387,7 @@ def restore_checkpoint(run: Run, setup: Setup, out: str,
 
 def resume(out: str, agents: Mapping[str, Agent], *, progress: bool = True,
            quiet: bool = False,
-           callbacks: Sequence[runner.Callback] = ()) -> dict:
+           callbacks: Sequence[runner.Callback] = (), tuned: str | None = None) -> dict:
     """Continue the run in folder `out` from its newest checkpoint to the configured end.
 
     `metrics.jsonl` and `timing.jsonl` are first cut back to the checkpoint's iteration

@@ -94,6 +94,9 @@ def test_wheel_ships_the_package_under_jaxrl_only(wheel):
                             ("envs", "jaxrl/envs")):
         for path in (ROOT / folder).glob("*.py"):
             assert f"{package}/{path.name}" in names, (folder, path.name)
+    # The tuned settings ship as package data (`jaxrl train` reads them).
+    for path in (ROOT / "jaxrl" / "data" / "tuned").glob("*.toml"):
+        assert f"jaxrl/data/tuned/{path.name}" in names, path.name
 
 
 def test_wheel_metadata(wheel):
@@ -135,6 +138,7 @@ CHECK_SCRIPT = r"""
 import importlib, json, sys
 import jaxrl, jaxrl.agents.ppo, jaxrl.envs
 env, params = jaxrl.envs.make("CartPole-v1")
+config, hparams = jaxrl.agents.ppo.AGENT.settings("Pendulum-v1")  # reads the shipped TOML
 bare = {}
 for name in ("agents", "envs"):
     try:
@@ -146,6 +150,7 @@ print(json.dumps({
     "jaxrl": jaxrl.__file__, "ppo": jaxrl.agents.ppo.__file__, "envs": jaxrl.envs.__file__,
     "env": type(env).__name__, "max_steps": int(params.max_steps_in_episode), "bare": bare,
     "editable_finder": any("editable" in type(f).__module__ for f in sys.meta_path),
+    "tuned_num_envs": config.num_envs,
 }))
 """
 
@@ -172,6 +177,7 @@ def test_installed_wheel_works_outside_the_checkout(wheel, tmp_path):
         assert path.is_relative_to(fresh_site.resolve()), (name, path)
         assert not path.is_relative_to(ROOT), (name, path)
     assert info["editable_finder"] is False
+    assert info["tuned_num_envs"] == 16
     assert info["env"] == "CartPole" and info["max_steps"] == 500
     assert info["bare"] == {"agents": "ModuleNotFoundError", "envs": "ModuleNotFoundError"}
 

@@ -15,27 +15,22 @@ from jaxrl.testing import learning_check
 pytestmark = pytest.mark.slow
 
 
-def final_returns(agent, hparams=None, **config):
-    """Per-seed final returns of `agent` with its own `Config(**config)`, 4 seeds."""
-    return learning_check(agent, agent.Config(**config), hparams or agent.HParams.create(),
-                          num_seeds=4, seed=0)
+def final_returns(agent, env):
+    """Per-seed final returns, 4 seeds, with the settings `jaxrl train` uses."""
+    return learning_check(agent, *agent.settings(env), num_seeds=4, seed=0)
 
 
 def test_dqn_cartpole_default_config():
-    per_seed = final_returns(dqn.AGENT, env="CartPole-v1", total_timesteps=500_000)
-    assert per_seed.mean() >= 475
+    assert final_returns(dqn.AGENT, "CartPole-v1").mean() >= 475
 
 
 def test_rainbow_cartpole_default_config():
-    per_seed = final_returns(dqn.RAINBOW_AGENT, env="CartPole-v1", total_timesteps=300_000)
-    assert per_seed.mean() >= 475
+    assert final_returns(dqn.RAINBOW_AGENT, "CartPole-v1").mean() >= 475
 
 
 def test_dqn_acrobot():
-    per_seed = final_returns(dqn.AGENT, env="Acrobot-v1", total_timesteps=500_000)
-    assert per_seed.mean() >= -100
+    assert final_returns(dqn.AGENT, "Acrobot-v1").mean() >= -100
 
 
 def test_c51_acrobot():
-    per_seed = final_returns(dqn.C51_AGENT, env="Acrobot-v1", total_timesteps=500_000)
-    assert per_seed.mean() >= -100
+    assert final_returns(dqn.C51_AGENT, "Acrobot-v1").mean() >= -100

@@ -13,38 +13,28 @@ from jaxrl.testing import learning_check
 pytestmark = pytest.mark.slow
 
 
-def final_returns(config, hparams):
-    return learning_check(ppo.AGENT, config, hparams, num_seeds=4, seed=0)
+def final_returns(env, agent=ppo.AGENT):
+    """Per-seed final returns with the settings `jaxrl train` uses (jaxrl/data/tuned)."""
+    return learning_check(agent, *agent.settings(env), num_seeds=4, seed=0)
 
 
 def test_cartpole_default_config():
-    per_seed = final_returns(ppo.Config(env="CartPole-v1", total_timesteps=500_000),
-                             ppo.HParams.create())
+    per_seed = final_returns("CartPole-v1")
     assert per_seed.mean() >= 475
     assert per_seed.min() >= 400
 
 
 def test_acrobot():
-    per_seed = final_returns(ppo.Config(env="Acrobot-v1", total_timesteps=500_000),
-                             ppo.HParams.create())
-    assert per_seed.mean() >= -100
-
-
-PENDULUM = dict(env="Pendulum-v1", total_timesteps=1_000_000, num_envs=16, rollout_len=128,
-                num_epochs=10, num_minibatches=32, clip_value_loss=False)
-PENDULUM_HPARAMS = dict(gamma=0.9, learning_rate=1e-3, ent_coef=0.0)
+    assert final_returns("Acrobot-v1").mean() >= -100
 
 
 def test_pendulum_continuous():
-    per_seed = final_returns(ppo.Config(**PENDULUM), ppo.HParams.create(**PENDULUM_HPARAMS))
-    assert per_seed.mean() >= -250
+    assert final_returns("Pendulum-v1").mean() >= -250
 
 
 def test_adaptive_kl_cartpole():
     # Issue 3: adaptive-KL PPO >= 475 within 5e5 (defaults: 10 epochs, lr 1e-3).
-    per_seed = final_returns(ppo.KLConfig(env="CartPole-v1", total_timesteps=500_000),
-                             ppo.KLHParams.create())
-    assert per_seed.mean() >= 475
+    assert final_returns("CartPole-v1", ppo.KL_AGENT).mean() >= 475
 
 
 # MinAtar's observations are 10x10 grids of object channels; the CNN torso sees their

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_cartpole_reward_to_go_with_value_baseline():
-    config = reinforce.Config(env="CartPole-v1", weight="reward_to_go", baseline="value",
-                              total_timesteps=1_000_000)
-    per_seed = learning_check(reinforce.AGENT, config, reinforce.HParams.create())
+    config, hparams = reinforce.AGENT.settings("CartPole-v1")
+    assert (config.weight, config.baseline) == ("reward_to_go", "value")
+    per_seed = learning_check(reinforce.AGENT, config, hparams)
     assert per_seed.mean() >= 400
