@@ -154,9 +154,6 @@ def _train(argv: list[str]) -> int:
     flags = {**_collect(args, agent.Config), **_collect(args, agent.HParams)}
     config, hparams, entry = tuned.settings(agent, flags.pop("env", None),
                                             tuned=not args.no_tuned, **flags)
-    if entry is not None:
-        print(f"tuned settings: {entry.where}, {config.total_timesteps} steps (flags override "
-              "them; --no-tuned for the plain defaults)")
 
     out = args.out or _default_out(agent_name, config.env)
     experiment.train(agent, config, hparams, out, seed=args.seed,

@@ -272,7 +272,7 @@ def train(agent: Agent, config: Any, hparams: Any, out: str, *,
       callbacks: more `runner.Callback`s, called after the built-in ones (so after a
         chunk's checkpoint is saved).
       tuned: the tuned-settings entry `config` and `hparams` started from (`jaxrl.tuned`),
-        recorded in `config.json`.
+        recorded in `config.json` and named in one line once the folder is ready.
 
     Returns:
       The summary dict (also written to `summary.json`).
@@ -300,6 +300,9 @@ def train(agent: Agent, config: Any, hparams: Any, out: str, *,
         raise ConfigError(f"env {config.env!r} could not be built: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None
     prepare_out_dir(out, overwrite=overwrite)
+    if tuned is not None and not quiet:
+        print(f"tuned settings: {tuned}, {config.total_timesteps} steps (flags override them; "
+              "--no-tuned for the plain defaults)")
     options = {"seed": seed, "num_seeds": num_seeds, "devices": devices,
                "seed_batch": seed_batch,
                "chunk_iterations": runner.default_chunk_iterations(config.num_iterations,
