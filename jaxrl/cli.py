@@ -219,6 +219,16 @@ def _eval(argv: list[str]) -> int:
         stats = (f"{done.mean():10.2f} {done.std():10.2f} {done.min():10.2f} {done.max():10.2f}"
                  if done.size else f"{'-':>10} {'-':>10} {'-':>10} {'-':>10}")
         print(f"{name:>6} {done.size:>9} {stats}")
+    if ev.returns.shape[0] > 1:
+        from jaxrl import stats
+
+        seed_means = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan
+                               for r in ev.returns])
+        seed_means = seed_means[np.isfinite(seed_means)]
+        if seed_means.size:
+            low, high = stats.interval(seed_means)
+            print(f"over seeds: mean {seed_means.mean():.2f}, IQM {stats.iqm(seed_means):.2f}, "
+                  f"95% bootstrap interval of the mean [{low:.2f}, {high:.2f}]")
     unfinished = int(np.sum(~np.isfinite(ev.returns)))
     if unfinished:
         print(f"{unfinished} episode(s) did not end within the time limit and are left out")

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxrl import checkpoint, rollout, runner
+from jaxrl import checkpoint, rollout, runner, stats
 from jaxrl.agent import Agent, Setup
 from jaxrl.config import ConfigError, to_dict
 from jaxrl.logger import (FINAL_RETURN_SOURCE, JsonlLogger, Progress, TensorBoardLogger,
@@ -133,6 +133,9 @@ def summarize(agent_name: str, config: Any, result: runner.RunResult, num_seeds:
         "total_timesteps": int(result.env_steps),
         "final_return_mean": as_float(finite.mean()) if finite.size else None,
         "final_return_std": as_float(finite.std()) if finite.size else None,
+        "final_return_iqm": as_float(stats.iqm(finite)) if finite.size else None,
+        "final_return_ci95": ([as_float(x) for x in stats.interval(finite)] if finite.size
+                              else None),
         "per_seed_final_return": [as_float(x) for x in per_seed],
         "final_return_source": FINAL_RETURN_SOURCE,
         "wall_time_s": result.wall_time_s,

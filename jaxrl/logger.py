@@ -275,6 +275,11 @@ def print_summary(summary: dict) -> None:
     if evals is not None:
         row.append(f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f}")
     table.add_row(*row)
+    if summary.get("num_seeds", 1) > 1 and summary.get("final_return_iqm") is not None:
+        low, high = summary["final_return_ci95"]
+        table.add_row("IQM [95% CI of mean]",
+                      f"{summary['final_return_iqm']:.2f} [{low:.2f}, {high:.2f}]",
+                      *([""] if evals is not None else []))
     console = Console()
     console.print(table)
     console.print(

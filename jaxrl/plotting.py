@@ -1,14 +1,14 @@
-"""Learning-curve plots: mean and a 95% confidence band over seeds, against env steps or
+"""Learning-curve plots: mean and a 95% bootstrap band over seeds, against env steps or
 wall time, for one run (`plot_curves`) or several run folders on one figure (`plot_runs`)."""
 
 from __future__ import annotations
 
 import json
 import os
-import warnings
 
 import numpy as np
 
+from jaxrl import stats
 from jaxrl.config import ConfigError
 from jaxrl.logger import read_jsonl, read_metrics
 
@@ -23,31 +23,6 @@ def forward_fill(values: np.ndarray) -> np.ndarray:
     filled = np.take_along_axis(values, idx, axis=-1)
     seen = np.maximum.accumulate(np.isfinite(values), axis=-1)
     return np.where(seen, filled, np.nan)
-
-
-def mean_and_band(values: np.ndarray, confidence: float = 0.95):
-    """Mean over seeds and a Student-t confidence interval of that mean.
-
-    Args:
-      values: [S, I] per-seed curves (NaN where a seed has no value yet).
-      confidence: coverage of the interval (t quantile with n-1 degrees of freedom, so a
-        band over 2-4 seeds is honestly wide).
-
-    Returns:
-      `(mean, low, high)`, each `[I]`; where fewer than two seeds have a value the band
-      collapses to the mean.
-    """
-    from scipy import stats
-
-    values = np.asarray(values, dtype=np.float64)
-    n = np.sum(np.isfinite(values), axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before any episode
-        mean = np.nanmean(values, axis=0)
-        std = np.nanstd(values, axis=0, ddof=1)
-    quantile = stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1))
-    half = np.where(n > 1, quantile * np.nan_to_num(std) / np.sqrt(np.maximum(n, 1)), 0.0)
-    return mean, mean - half, mean + half
 
 
 def load_curve(run_dir: str, metric: str = "episode/return", x: str = "env_steps"):
@@ -122,7 +97,7 @@ def plot_runs(run_dirs: list[str], out_path: str, *, x: str = "env_steps",
               metric: str = "episode/return"):
     """Learning curves of several run folders on one figure, saved to `out_path`.
 
-    Each run is drawn as its mean over seeds with a 95% t-band (see `plot_curves`).
+    Each run is drawn as its mean over seeds with a 95% bootstrap band (see `plot_curves`).
 
     Raises:
       ConfigError: no runs, an unusable run folder (see `load_curve`), or an `out_path`
@@ -166,7 +141,7 @@ def plot_curves(curves: list[tuple[str, np.ndarray, np.ndarray]],
     else:
         fig = ax.figure
     for label, x, values in curves:
-        mean, low, high = mean_and_band(forward_fill(values))
+        mean, low, high = stats.mean_band(forward_fill(values))
         line, = ax.plot(x, mean, label=f"{label} ({values.shape[0]} seeds)")
         ax.fill_between(x, low, high, alpha=0.25, color=line.get_color(), linewidth=0)
     ax.set_xlabel(xlabel)
