@@ -144,13 +144,16 @@ class Addon(NamedTuple):
     but `init`, all pure:
 
     * `init(key, setup) -> astate`.
-    * `transform(astate, transitions, key) -> (transitions, astate)`: every batch of
+    * `transform(astate, transitions, key, setup) -> (transitions, astate)`: every batch of
       collected `Transition`s (leaves `[T, N, ...]` on-policy, `[N, ...]` for replay agents)
       before the agent learns from or stores it; episode statistics keep the env's rewards.
     * `env_params(astate) -> EnvParams`: the params the agent resets and steps its envs
       with, in place of `setup.env_params` (evaluation keeps `setup.env_params`).
-    * `after(astate, metrics, key) -> (astate, metrics)`: after every iteration, with its
-      metrics (a schedule that moves the env params; the add-on's own metrics).
+    * `after(astate, metrics, key, setup) -> (astate, metrics)`: after every iteration,
+      with its metrics (a schedule that moves the env params; the add-on's own metrics).
+
+    An add-on's networks are built by its factory or its `init` from `setup.spec`, and its
+    functions receive `setup`, so its state holds only arrays.
     """
 
     name: str
@@ -179,7 +182,7 @@ def transform(addons: dict, transitions: Any, key: jax.Array, setup: Setup):
     for i, a in enumerate(setup.addons):
         if a.transform is not None:
             transitions, astate = a.transform(addons[a.name], transitions,
-                                              jax.random.fold_in(key, i))
+                                              jax.random.fold_in(key, i), setup)
             addons = {**addons, a.name: astate}
     return transitions, addons
 
@@ -234,7 +237,7 @@ class Agent(NamedTuple):
             for i, a in enumerate(addons):
                 if a.after is not None:
                     after[a.name], metrics = a.after(after[a.name], metrics,
-                                                     jax.random.fold_in(key, i))
+                                                     jax.random.fold_in(key, i), setup)
             return state.replace(addons=after), metrics
 
         return self._replace(name=name, setup=setup, iteration=iteration)

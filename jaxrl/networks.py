@@ -65,14 +65,14 @@ TORSOS = ("mlp", "cnn")
 class CNN(nn.Module):
     """Image torso: 3x3 convolutions over `[..., H, W, C]`, flattened, then an MLP.
 
-    Sized for small grids such as MinAtar's 10x10 (Young and Tian 2019 use one 16-channel
-    3x3 convolution before a 128-unit layer): `channels` convolutions with stride 1 and
+    Sized for small grids such as MinAtar's 10x10, as Young and Tian 2019 (one 16-channel
+    3x3 convolution before the dense layers): `channels` convolutions with stride 1 and
     SAME padding, then `hidden_sizes` dense layers.
     """
 
     hidden_sizes: Sequence[int]
     activation: str = "relu"
-    channels: Sequence[int] = (16, 32)
+    channels: Sequence[int] = (16,)
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
