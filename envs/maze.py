@@ -79,7 +79,11 @@ def parse_layout(layout: str) -> tuple[np.ndarray, tuple | None, tuple | None]:
         raise ConfigError("layout must be equal-length rows of '#', '.', 'S', 'G'; got "
                           f"{layout!r}")
     grid = np.array([list(r) for r in rows])
-    find = lambda ch: tuple(int(v) for v in np.argwhere(grid == ch)[0]) if (grid == ch).any() else None  # noqa: E731,E501
+
+    def find(ch):
+        where = np.argwhere(grid == ch)
+        return tuple(int(v) for v in where[0]) if len(where) else None
+
     return grid == "#", find("S"), find("G")
 
 
@@ -202,7 +206,8 @@ class DiscreteMaze(environment.Environment[MazeState, MazeParams]):
         limit = self._max_steps if max_steps_in_episode is None else max_steps_in_episode
         if type(limit) is not int or limit <= 0:
             raise ConfigError(f"max_steps_in_episode must be a positive int, got {limit!r}")
-        return MazeParams(start=jnp.asarray(start, jnp.int32), goal=jnp.asarray(goal, jnp.int32),
+        return MazeParams(start=jnp.asarray(start, jnp.int32),
+                          goal=jnp.asarray(goal, jnp.int32),
                           start_spread=jnp.int32(start_spread), slip=jnp.float32(slip),
                           max_steps_in_episode=limit)
 
@@ -232,7 +237,9 @@ class DiscreteMaze(environment.Environment[MazeState, MazeParams]):
         if self.observation == "flat":
             scale = jnp.asarray(self.shape, jnp.float32) - 1.0
             return jnp.concatenate([state.pos / scale, params.goal / scale]).astype(jnp.float32)
-        one_hot = lambda cell: jnp.zeros(self.shape, jnp.float32).at[cell[0], cell[1]].set(1.0)  # noqa: E731,E501
+        def one_hot(cell):
+            return jnp.zeros(self.shape, jnp.float32).at[cell[0], cell[1]].set(1.0)
+
         return jnp.stack([jnp.asarray(self.walls, jnp.float32), one_hot(state.pos),
                           one_hot(params.goal)], axis=-1)
 

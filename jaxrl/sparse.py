@@ -16,6 +16,13 @@ so it stays the true return. Compose with `agent.extend("ppo-icm", icm(ICMConfig
 
 Transitions have leaves `[T, N, ...]` (on-policy) or `[N, ...]` (replay agents); the
 kernels below work on one flat batch `[B, ...]` and the add-ons flatten the leading axes.
+
+Limits of the add-on contract: an add-on sees neither the agent's hyperparameters nor its
+`Setup` in `transform`, so a shaping `gamma` is given to the add-on (it must equal the
+agent's), its own settings are Python numbers (not swept by a vmap over `HParams`), and
+the learned add-ons keep their flax module as static data in their state. The agent
+learns one reward with one value head: intrinsic rewards share the extrinsic discount and
+stop at termination (Burda et al. 2018 keep a separate non-episodic intrinsic head).
 """
 
 from __future__ import annotations
@@ -150,7 +157,7 @@ def potential_shaping(potential: Callable[[jax.Array], jax.Array], gamma: float,
       potential: `phi(obs[*obs_shape]) -> scalar`, a pure function of one observation as
         the agent sees it (normalised, with `normalize_obs`).
       gamma: must equal the agent's discount for the optimal policy to be kept (the add-on
-        does not see the agent's hyperparameters; see the module docstring).
+        does not see the agent's hyperparameters).
       name: the add-on's name and metric prefix.
     """
     gamma = check_gamma(gamma)
@@ -431,10 +438,10 @@ def icm(config: ICMConfig | None = None, *, name: str = "icm") -> Addon:
         action = (jnp.zeros((1,), jnp.int32) if spec.discrete
                   else jnp.zeros((1,) + spec.action_shape, jnp.float32))
         params = network.init(key, obs, action, obs)
-        return LearnedState(params=params, opt_state=optax.adam(config.learning_rate).init(params),
-                            step=jnp.int32(0), network=network, tally=empty_tally(
-                                ("extrinsic_mean", "intrinsic_mean", "loss_forward",
-                                 "loss_inverse")))
+        return LearnedState(
+            params=params, opt_state=optax.adam(config.learning_rate).init(params),
+            step=jnp.int32(0), network=network, tally=empty_tally(
+                ("extrinsic_mean", "intrinsic_mean", "loss_forward", "loss_inverse")))
 
     def transform(astate: LearnedState, transitions: Transition, key: PRNGKey):
         flat = flatten_batch(transitions, transitions.reward.ndim)

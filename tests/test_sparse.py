@@ -176,7 +176,8 @@ class ICMTest(parameterized.TestCase):
         losses = []
         for _ in range(5):
             out, astate = transform(astate, batch, key)
-            losses.append((astate.tally.sums["loss_forward"], astate.tally.sums["loss_inverse"]))
+            sums = astate.tally.sums
+            losses.append((sums["loss_forward"], sums["loss_inverse"]))
         first, last = np.diff(np.asarray(losses), axis=0, prepend=0)[[0, -1]]
         assert (last < 0.5 * first).all(), losses
         assert out.reward.shape == (8, 16) and (out.reward > 0).all()
