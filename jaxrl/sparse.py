@@ -17,10 +17,9 @@ so it stays the true return. Compose with `agent.extend("ppo-icm", icm(ICMConfig
 Transitions have leaves `[T, N, ...]` (on-policy) or `[N, ...]` (replay agents); the
 kernels below work on one flat batch `[B, ...]` and the add-ons flatten the leading axes.
 
-Limits of the add-on contract: an add-on sees neither the agent's hyperparameters nor its
-`Setup` in `transform`, so a shaping `gamma` is given to the add-on (it must equal the
-agent's), its own settings are Python numbers (not swept by a vmap over `HParams`), and
-the learned add-ons keep their flax module as static data in their state. The agent
+Limits of the add-on contract: an add-on does not see the agent's hyperparameters, so a
+shaping `gamma` is given to the add-on (it must equal the agent's) and its own settings
+are Python numbers (not swept by a vmap over `HParams`). The agent
 learns one reward with one value head: intrinsic rewards share the extrinsic discount and
 stop at termination (Burda et al. 2018 keep a separate non-episodic intrinsic head).
 """
@@ -140,13 +139,14 @@ def _reward_addon(name: str, extra: Callable[[Transition], jax.Array]) -> Addon:
     def init(key: PRNGKey, setup: Setup) -> RewardState:
         return RewardState(tally=empty_tally(("extrinsic_mean", "intrinsic_mean")))
 
-    def transform(astate: RewardState, transitions: Transition, key: PRNGKey):
+    def transform(astate: RewardState, transitions: Transition, key: PRNGKey,
+                  setup: Setup):
         flat = flatten_batch(transitions, transitions.reward.ndim)
         transitions, tally = add_rewards(transitions, extra(flat), astate.tally)
         return transitions, astate.replace(tally=tally)
 
     return Addon(name, init=init, transform=transform,
-                 after=lambda a, m, k: report(a, m, k, name=name))
+                 after=lambda a, m, k, setup: report(a, m, k, name=name))
 
 
 def potential_shaping(potential: Callable[[jax.Array], jax.Array], gamma: float, *,
@@ -392,9 +392,6 @@ class LearnedState:
     opt_state: optax.OptState
     step: jax.Array  # int32 scalar: gradient steps taken
     tally: Tally
-    # The add-on's flax module. `transform` is not given the `Setup`, so what it needs of
-    # the spec (the action count, observation rank) travels here as static data.
-    network: nn.Module = struct.field(pytree_node=False)
     fixed: Params = None  # RND's random target network; None for ICM
     obs_moments: Any = None  # RND's observation statistics (`Moments`)
     reward_moments: Any = None  # RND's intrinsic-reward statistics (`Moments`)
@@ -417,6 +414,12 @@ def fit(state: LearnedState, loss_fn: Callable, batch: Any, learning_rate: float
     return state, jax.tree.map(lambda m: m[0], metrics)
 
 
+def icm_network(config: ICMConfig, spec: Any) -> ICMNetwork:
+    """The ICM models `config` describes for an env of `spec`."""
+    return ICMNetwork(embedding(config, spec), spec.action_dim, spec.discrete,
+                      config.forward_trains_encoder)
+
+
 def icm(config: ICMConfig | None = None, *, name: str = "icm") -> Addon:
     """The Intrinsic Curiosity Module as an add-on (Pathak et al. 2017).
 
@@ -432,29 +435,29 @@ def icm(config: ICMConfig | None = None, *, name: str = "icm") -> Addon:
 
     def init(key: PRNGKey, setup: Setup) -> LearnedState:
         spec = setup.spec
-        network = ICMNetwork(embedding(config, spec), spec.action_dim, spec.discrete,
-                             config.forward_trains_encoder)
         obs = jnp.zeros((1,) + spec.obs_shape, jnp.float32)
         action = (jnp.zeros((1,), jnp.int32) if spec.discrete
                   else jnp.zeros((1,) + spec.action_shape, jnp.float32))
-        params = network.init(key, obs, action, obs)
+        params = icm_network(config, spec).init(key, obs, action, obs)
         return LearnedState(
             params=params, opt_state=optax.adam(config.learning_rate).init(params),
-            step=jnp.int32(0), network=network, tally=empty_tally(
+            step=jnp.int32(0), tally=empty_tally(
                 ("extrinsic_mean", "intrinsic_mean", "loss_forward", "loss_inverse")))
 
-    def transform(astate: LearnedState, transitions: Transition, key: PRNGKey):
+    def transform(astate: LearnedState, transitions: Transition, key: PRNGKey,
+                  setup: Setup):
         flat = flatten_batch(transitions, transitions.reward.ndim)
-        r_i = icm_reward(astate.params, flat, astate.network, config.eta)
+        net = icm_network(config, setup.spec)
+        r_i = icm_reward(astate.params, flat, net, config.eta)
         astate, metrics = fit(astate, icm_loss, flat, config.learning_rate,
-                              config.num_updates, astate.network, config.beta)
+                              config.num_updates, net, config.beta)
         transitions, tally = add_rewards(transitions, config.coef * r_i, astate.tally,
                                          loss_forward=metrics["loss_forward"],
                                          loss_inverse=metrics["loss_inverse"])
         return transitions, astate.replace(tally=tally)
 
     return Addon(name, init=init, transform=transform,
-                 after=lambda a, m, k: report(a, m, k, name=name))
+                 after=lambda a, m, k, setup: report(a, m, k, name=name))
 
 
 @struct.dataclass
@@ -583,23 +586,25 @@ def rnd(config: RNDConfig | None = None, *, name: str = "rnd") -> Addon:
         params = network.init(predictor_key, obs)
         return LearnedState(
             params=params, opt_state=optax.adam(config.learning_rate).init(params),
-            step=jnp.int32(0), network=network, fixed=network.init(target_key, obs),
+            step=jnp.int32(0), fixed=network.init(target_key, obs),
             obs_moments=init_moments(setup.spec.obs_shape), reward_moments=init_moments(),
             tally=empty_tally(("extrinsic_mean", "intrinsic_mean", "error_mean", "loss")))
 
-    def transform(astate: LearnedState, transitions: Transition, key: PRNGKey):
+    def transform(astate: LearnedState, transitions: Transition, key: PRNGKey,
+                  setup: Setup):
+        network = embedding(config, setup.spec)
         next_obs = flatten_batch(transitions.next_obs, transitions.reward.ndim)
         obs_moments = update_moments(astate.obs_moments, next_obs)
         obs = normalize_obs(obs_moments, next_obs, config.obs_clip, config.epsilon)
-        error = rnd_error(astate.params, astate.fixed, astate.network, obs)
+        error = rnd_error(astate.params, astate.fixed, network, obs)
         r_i, reward_moments = normalize_rewards(astate.reward_moments, error, config.epsilon)
         mask = jax.random.bernoulli(key, config.update_proportion, error.shape)
         astate, metrics = fit(astate, rnd_loss, (astate.fixed, obs, mask.astype(jnp.float32)),
-                              config.learning_rate, config.num_updates, astate.network)
+                              config.learning_rate, config.num_updates, network)
         transitions, tally = add_rewards(transitions, config.coef * r_i, astate.tally,
                                          error_mean=error.mean(), loss=metrics["loss"])
         return transitions, astate.replace(tally=tally, obs_moments=obs_moments,
                                            reward_moments=reward_moments)
 
     return Addon(name, init=init, transform=transform,
-                 after=lambda a, m, k: report(a, m, k, name=name))
+                 after=lambda a, m, k, setup: report(a, m, k, name=name))

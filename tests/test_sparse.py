@@ -5,6 +5,8 @@ PPO extended with each add-on compiling once and vmapping over seeds like separa
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -57,7 +59,7 @@ def mdp_transitions(next_state, reward, terminal):
 
 def transformed_rewards(addon, transitions):
     astate = addon.init(jax.random.key(0), None)
-    out, astate = addon.transform(astate, transitions, jax.random.key(1))
+    out, astate = addon.transform(astate, transitions, jax.random.key(1), None)
     return np.asarray(out.reward), astate
 
 
@@ -116,7 +118,7 @@ def hand_set_icm(spec, inverse_kernel, forward_kernel):
     p["encoder"]["Dense_0"]["kernel"] = jnp.eye(2)
     p["inverse"]["Dense_0"]["kernel"] = jnp.asarray(inverse_kernel, jnp.float32)
     p["forward"]["Dense_0"]["kernel"] = jnp.asarray(forward_kernel, jnp.float32)
-    return config, astate.replace(params=params)
+    return config, astate.replace(params=params), sparse.icm_network(config, spec)
 
 
 class ICMTest(parameterized.TestCase):
@@ -130,16 +132,16 @@ class ICMTest(parameterized.TestCase):
         #   L_F = 0.5 * (1 + 0.25) = 0.625; r_i = eta * L_F = 1.25.
         inverse = np.zeros((4, 2)); inverse[3, 1] = np.log(3.0)
         forward = np.zeros((4, 2)); forward[0, 0] = 1.0; forward[3, 1] = 0.5
-        config, astate = hand_set_icm(SPEC_DISCRETE, inverse, forward)
+        config, astate, network = hand_set_icm(SPEC_DISCRETE, inverse, forward)
         batch = Transition(obs=jnp.asarray([[1.0, 0.0]]), action=jnp.asarray([1]),
                            reward=jnp.zeros(1), terminated=jnp.zeros(1, bool),
                            truncated=jnp.zeros(1, bool), next_obs=jnp.asarray([[0.0, 1.0]]))
         loss, metrics = self.variant(sparse.icm_loss, static_argnums=(2, 3))(
-            astate.params, batch, astate.network, config.beta)
+            astate.params, batch, network, config.beta)
         np.testing.assert_allclose(metrics["loss_inverse"], np.log(4 / 3), rtol=1e-6)
         np.testing.assert_allclose(metrics["loss_forward"], 0.625, rtol=1e-6)
         np.testing.assert_allclose(loss, 0.8 * np.log(4 / 3) + 0.2 * 0.625, rtol=1e-6)
-        r_i = sparse.icm_reward(astate.params, batch, astate.network, config.eta)
+        r_i = sparse.icm_reward(astate.params, batch, network, config.eta)
         np.testing.assert_allclose(r_i, [1.25], rtol=1e-6)
 
     @chex.variants(with_jit=True, without_jit=True)
@@ -150,12 +152,12 @@ class ICMTest(parameterized.TestCase):
         #   prediction [1, 1], target [0, 1], L_F = 0.5.
         inverse = np.zeros((4, 2)); inverse[2, 0] = 1.0
         forward = np.zeros((4, 2)); forward[0, 0] = 1.0; forward[2, 1] = 2.0
-        config, astate = hand_set_icm(SPEC_BOX, inverse, forward)
+        config, astate, network = hand_set_icm(SPEC_BOX, inverse, forward)
         batch = Transition(obs=jnp.asarray([[1.0, 0.0]]), action=jnp.asarray([[0.5, -1.0]]),
                            reward=jnp.zeros(1), terminated=jnp.zeros(1, bool),
                            truncated=jnp.zeros(1, bool), next_obs=jnp.asarray([[0.0, 1.0]]))
         loss, metrics = self.variant(sparse.icm_loss, static_argnums=(2, 3))(
-            astate.params, batch, astate.network, config.beta)
+            astate.params, batch, network, config.beta)
         np.testing.assert_allclose(metrics["loss_inverse"], 0.625, rtol=1e-6)
         np.testing.assert_allclose(metrics["loss_forward"], 0.5, rtol=1e-6)
         np.testing.assert_allclose(loss, 0.8 * 0.625 + 0.2 * 0.5, rtol=1e-6)
@@ -172,7 +174,7 @@ class ICMTest(parameterized.TestCase):
                            terminated=jnp.zeros((8, 16), bool),
                            truncated=jnp.zeros((8, 16), bool),
                            next_obs=obs + jnp.where(action[..., None] == 1, 1.0, -1.0))
-        transform = jax.jit(addon.transform)
+        transform = jax.jit(functools.partial(addon.transform, setup=setup))
         losses = []
         for _ in range(5):
             out, astate = transform(astate, batch, key)
@@ -229,7 +231,7 @@ class RNDTest(parameterized.TestCase):
         batch = Transition(obs=obs, action=jnp.zeros((4, 32), jnp.int32),
                            reward=jnp.zeros((4, 32)), terminated=jnp.zeros((4, 32), bool),
                            truncated=jnp.zeros((4, 32), bool), next_obs=obs)
-        transform = jax.jit(addon.transform)
+        transform = jax.jit(functools.partial(addon.transform, setup=setup))
         errors = []
         for i in range(6):
             _, astate = transform(astate, batch, jax.random.key(i))
