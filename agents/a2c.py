@@ -91,14 +91,10 @@ def init(key: PRNGKey, setup: Setup, hparams: HParams) -> State:
 
 
 def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup):
-    """A2C objective on a batch, as a loss to minimise (Mnih et al. 2016, algorithm S3).
+    """A2C objective on a `Batch` `[B, ...]`, as a loss to minimise (Mnih et al. 2016, S3).
 
-    Args:
-      params: network parameters.
-      batch: `Batch` with leaves `[B, ...]` (its `log_prob` is not used: A2C is on-policy).
-
-    Returns:
-      `(total_loss, metrics)`: total = actor + vf_coef * value - ent_coef * entropy.
+    Returns `(total_loss, metrics)`: total = actor + vf_coef * value - ent_coef * entropy.
+    The batch's `log_prob` is not used: A2C is on-policy.
     """
     dist, value = actor_critic.policy(params, batch.obs, setup)
     adv = batch.advantage
@@ -114,11 +110,7 @@ def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup):
 
 
 def update(state: State, batch: Batch, hparams: HParams, setup: Setup):
-    """One gradient step on the whole batch.
-
-    Returns:
-      `(state, metrics)` with the loss metrics and `opt/grad_norm`.
-    """
+    """One gradient step on the whole batch: `(state, metrics)` (`optim.gradient_step`)."""
     return optim.gradient_step(loss, state, batch, optimizer(hparams, setup.config),
                                hparams, setup)
 
@@ -126,8 +118,7 @@ def update(state: State, batch: Batch, hparams: HParams, setup: Setup):
 def iteration(state: State, key: PRNGKey, hparams: HParams, setup: Setup):
     """Collect one rollout in every env copy, then take one gradient step on it.
 
-    Returns:
-      `(state, metrics)`: learning metrics and `episode/*` statistics of the rollout.
+    Returns `(state, metrics)`: learning metrics and `episode/*` statistics of the rollout.
     """
     state, traj, episodes = actor_critic.collect(state, key, setup)
     batch = actor_critic.make_batch(state.params, traj, hparams.gamma, hparams.gae_lambda,

@@ -14,10 +14,8 @@ in the bootstrap target `r + gamma max_a' Q_target(s', a')`:
   target is `V_target(s')`.
 
 Exploration adds Gaussian or Ornstein-Uhlenbeck noise to the chosen action (clipped to the
-box). Replay, warm-up, n-step targets and Polyak-averaged target networks come from
-`jaxrl.off_policy` and `jaxrl.box_agents`. The CLI names `cq-sample`, `cq-grad` and `naf`
-are this module's records `AGENT`, `GRAD_AGENT` and `NAF_AGENT`, one set of functions
-with the configs `Config`, `GradConfig` and `NAFConfig`.
+box). Replay, warm-up and the loop are `jaxrl.box_agents`'. The records `AGENT`
+(`cq-sample`), `GRAD_AGENT` (`cq-grad`) and `NAF_AGENT` (`naf`) share these functions.
 """
 
 from __future__ import annotations
@@ -69,8 +67,7 @@ class Config(box_agents.Config):
     def __post_init__(self):
         cfg.check_choice("method", self.method, METHODS)
         cfg.check_positive_int(self, ("num_samples", "cem_elites", "ascent_steps"))
-        if type(self.cem_iters) is not int or self.cem_iters < 0:
-            raise ConfigError(f"cem_iters must be a non-negative integer, got {self.cem_iters!r}")
+        cfg.check_int("cem_iters", self.cem_iters, zero=True)
         if self.cem_elites > self.num_samples:
             raise ConfigError(f"cem_elites ({self.cem_elites}) must be at most num_samples "
                               f"({self.num_samples})")
@@ -185,11 +182,7 @@ def make_batch(state: State, sample: Sample, key: PRNGKey, hparams: HParams,
 
 
 def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup):
-    """Half squared TD error `1/2 (target - Q(s, a))^2`, averaged over the batch.
-
-    Returns:
-      `(loss, metrics)`.
-    """
+    """Half squared TD error `1/2 (target - Q(s, a))^2`, batch mean: `(loss, metrics)`."""
     del hparams
     q = q_value(params, batch.obs, batch.action, setup)
     total = jnp.mean(0.5 * (batch.target - q) ** 2)

@@ -13,10 +13,9 @@ actor's action, and a replay buffer. Its successors are switches:
   entropy is rewarded with temperature alpha, the next action sampled from the current
   actor, twin critics, and alpha tuned toward a target entropy of `-A` (`autotune_alpha`).
 
-The CLI names `ddpg`, `td3` and `sac` are this module's records `AGENT`, `TD3_AGENT` and
-`SAC_AGENT`, one set of functions with the configs `Config`, `TD3Config` and `SACConfig`;
-every switch can be flipped on any of them. Replay, warm-up, exploration noise and the
-loop are `jaxrl.box_agents`'.
+The records `AGENT` (`ddpg`), `TD3_AGENT` (`td3`) and `SAC_AGENT` (`sac`) share these
+functions; every switch can be flipped on any of their configs. Replay, warm-up,
+exploration noise and the loop are `jaxrl.box_agents`'.
 """
 
 from __future__ import annotations

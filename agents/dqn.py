@@ -11,19 +11,14 @@ step) and C51 (Bellemare et al. 2017: a categorical return distribution on a fix
 support, the target projected onto it; acting on its mean). Boltzmann exploration
 (softmax over Q with a decaying temperature) is the alternative to epsilon-greedy.
 
-The module defines three `Agent` records of the same functions: `AGENT` (`dqn`,
-`Config`, plain DQN), `C51_AGENT` (`c51`, `C51Config`, the distributional head on) and
-`RAINBOW_AGENT` (`rainbow`, `RainbowConfig`, every component on); the two subclasses
-change defaults only. Each iteration steps the `num_envs` env copies `rollout_len`
-times, with `gradient_steps` updates after every `train_frequency` steps once
-`learning_starts` env steps have been taken (`jaxrl.off_policy`).
+The records `AGENT` (`dqn`), `C51_AGENT` (`c51`) and `RAINBOW_AGENT` (`rainbow`) share
+these functions; their configs differ in defaults only. The loop is `jaxrl.off_policy`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Any
 
 import distrax
@@ -49,13 +44,6 @@ _SWITCHES = ("double", "dueling", "prioritized", "noisy", "distributional")
 _BOOLS = _SWITCHES + ("anneal_lr",)
 
 
-def _check_real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite real number, got {value!r}")
-    return float(value)
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config(off_policy.Config):
     """Static DQN configuration. Defaults: plain DQN with CleanRL's CartPole settings.
@@ -64,8 +52,7 @@ class Config(off_policy.Config):
     10 env steps, target copy every 500 env steps = 50 updates, epsilon 1 -> 0.05 over half
     the run, 120-84 ReLU MLP, Adam 2.5e-4, squared error), plus a learning rate annealed
     to 0, which kept every seed of our CartPole check at the top at the end of the run.
-    `env` must have discrete actions. The fields not listed are
-    `jaxrl.off_policy.Config`'s (and `jaxrl.agent.BaseConfig`'s).
+    `env` must have discrete actions. Other fields: `jaxrl.off_policy.Config`.
 
     Attributes:
       anneal_lr: decay the learning rate linearly to 0 over the run's gradient steps.
@@ -119,11 +106,11 @@ class Config(off_policy.Config):
         cfg.check_choice("noise_resample", self.noise_resample, NOISE_RESAMPLES)
         if self.num_atoms < 2:
             raise ConfigError(f"num_atoms must be at least 2, got {self.num_atoms}")
-        if _check_real("v_min", self.v_min) >= _check_real("v_max", self.v_max):
+        if cfg.check_real("v_min", self.v_min) >= cfg.check_real("v_max", self.v_max):
             raise ConfigError(f"v_min ({self.v_min}) must be below v_max ({self.v_max})")
-        if not 0.0 <= _check_real("priority_alpha", self.priority_alpha) <= 1.0:
+        if not 0.0 <= cfg.check_real("priority_alpha", self.priority_alpha) <= 1.0:
             raise ConfigError(f"priority_alpha must be in [0, 1], got {self.priority_alpha}")
-        if not _check_real("noisy_sigma", self.noisy_sigma) > 0.0:
+        if not cfg.check_real("noisy_sigma", self.noisy_sigma) > 0.0:
             raise ConfigError(f"noisy_sigma must be > 0, got {self.noisy_sigma}")
 
     @property
@@ -390,9 +377,7 @@ def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup):
 def update(state: State, sample: Sample, key: PRNGKey, hparams: HParams, setup: Setup):
     """One gradient step on a replayed sample, its priorities, and the target update.
 
-    Returns:
-      `(state, metrics)` with the loss metrics, `opt/grad_norm` (before clipping) and
-      `opt/nonfinite_skipped`.
+    Returns `(state, metrics)` with the metrics of `optim.gradient_step`.
     """
     config = setup.config
     batch = make_batch(state, sample, key, hparams, setup)

@@ -6,14 +6,10 @@ implementation details of Huang et al. 2022, "The 37 Implementation Details of P
 orthogonal init, GAE, per-minibatch advantage normalisation, a clipped value loss, global
 gradient-norm clipping, Adam with eps 1e-5 and optional linear learning-rate annealing.
 
-Each iteration acts `rollout_len` steps in `num_envs` vmapped envs, computes values and
-log-probabilities for the whole batch in one pass, estimates truncation-aware GAE
-advantages, then runs `num_epochs` epochs of `num_minibatches` shuffled minibatches.
-
 `objective = "kl"` switches the actor objective to the paper's section 4 (PPO1):
 maximise `E[ratio * A] - beta * KL(pi_old || pi)`, with the exact KL between the action
-distributions averaged over the batch's states. After each iteration, `beta` (part of the
-training state) is doubled if the measured KL exceeds `kl_max` and halved below `kl_min`.
+distributions averaged over the batch's states and `beta`, part of the training state,
+adapted after each iteration (`adapt_beta`).
 """
 
 from __future__ import annotations
@@ -178,7 +174,6 @@ def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup,
     """PPO objective on a minibatch (eq. 9 of the paper, as a loss to minimise).
 
     Args:
-      params: network parameters.
       batch: `Batch` with leaves `[B, ...]` (with `policy_params` for the `kl` objective).
       beta: KL-penalty coefficient (`kl` objective only; the state's `beta`).
 
@@ -210,25 +205,16 @@ def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup,
         value_loss = 0.5 * jnp.square(value - batch.target).mean()
     entropy = dist.entropy().mean()
     total = actor_loss + hparams.vf_coef * value_loss - hparams.ent_coef * entropy
-    metrics = {
-        "loss/total": total,
-        "loss/actor": actor_loss,
-        "loss/value": value_loss,
+    return total, {
+        "loss/total": total, "loss/actor": actor_loss, "loss/value": value_loss,
         "loss/entropy": entropy,
         # The low-variance KL estimator (ratio - 1) - log ratio (Schulman 2020, "k3").
         "ppo/approx_kl": ((ratio - 1.0) - log_ratio).mean(),
-        "ppo/clip_frac": (jnp.abs(ratio - 1.0) > hparams.clip_eps).mean(),
-        **extra,
-    }
-    return total, metrics
+        "ppo/clip_frac": (jnp.abs(ratio - 1.0) > hparams.clip_eps).mean(), **extra}
 
 
 def update(state: State, batch: Batch, hparams: HParams, setup: Setup):
-    """One gradient step on one minibatch.
-
-    Returns:
-      `(state, metrics)` with the loss metrics and `opt/grad_norm`.
-    """
+    """One gradient step on one minibatch: `(state, metrics)` (`optim.gradient_step`)."""
     loss_fn = loss
     if setup.config.objective == "kl":
         loss_fn = functools.partial(loss, beta=state.beta)
@@ -259,8 +245,7 @@ def adapt_beta(state: KLState, batch: Batch, hparams: HParams, setup: Setup):
 def iteration(state: State, key: PRNGKey, hparams: HParams, setup: Setup):
     """Collect one rollout in every env copy, then `num_epochs` epochs of minibatch updates.
 
-    Returns:
-      `(state, metrics)`: learning metrics and `episode/*` statistics of the rollout.
+    Returns `(state, metrics)`: learning metrics and `episode/*` statistics of the rollout.
     """
     config = setup.config
     rollout_key, learn_key = jax.random.split(key)

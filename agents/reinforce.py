@@ -4,11 +4,9 @@ Williams 1992, "Simple Statistical Gradient-Following Algorithms for Connectioni
 Reinforcement Learning"; Sutton & Barto 2018, sections 13.3-13.4. The gradient estimate is
 `(1/E) sum_episodes sum_t (G_t - b_t) grad log pi(a_t | s_t)` over `E` complete episodes,
 implemented as a weighted log-likelihood ("weighted classification"). `Config.weight`
-chooses `G_t`: the whole-episode return `R(tau)` (Williams' episodic estimator), the
-reward-to-go from step t (credit assignment: an action does not change earlier rewards),
-or the discounted reward-to-go. `Config.baseline` chooses `b_t`: none, a running mean of
-past batches' weights (a constant, so the estimate stays unbiased), or a learned state
-value `V(s_t)` regressed onto `G_t`.
+chooses `G_t` (reward-to-go: an action does not change earlier rewards), `Config.baseline`
+`b_t` (a running mean of past batches' weights is a constant, so the estimate stays
+unbiased).
 
 Each iteration restarts every env copy, acts `rollout_len` steps, and keeps only the
 episodes that ended inside the window (a mask, not a Python loop, handles their different
@@ -175,10 +173,7 @@ def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup):
 
     `-(1/E) sum_t mask_t (G_t - b_t) log pi(a_t|s_t)`, whose gradient is the policy
     gradient estimate; plus, for the `value` baseline, `vf_coef * 0.5 mean (V(s_t) - G_t)^2`
-    over valid steps; minus `ent_coef` times the mean entropy.
-
-    Returns:
-      `(total_loss, metrics)`.
+    over valid steps; minus `ent_coef` times the mean entropy. Returns `(total_loss, metrics)`.
     """
     config = setup.config
     dist, value = actor_critic.policy(params, batch.obs, setup)
@@ -205,8 +200,7 @@ def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup):
 def update(state: PGState, batch: Batch, hparams: HParams, setup: Setup):
     """One gradient step on the batch, then the running-mean baseline moves towards it.
 
-    Returns:
-      `(state, metrics)` with the loss metrics, `opt/grad_norm` and `pg/baseline`.
+    Returns `(state, metrics)`: `optim.gradient_step`'s metrics and `pg/baseline`.
     """
     state, metrics = optim.gradient_step(loss, state, batch,
                                          optimizer(hparams, setup.config), hparams, setup)
@@ -222,8 +216,7 @@ def update(state: PGState, batch: Batch, hparams: HParams, setup: Setup):
 def iteration(state: PGState, key: PRNGKey, hparams: HParams, setup: Setup):
     """Restart the envs, collect one window of episodes, take one gradient step.
 
-    Returns:
-      `(state, metrics)`: learning metrics and `episode/*` statistics of the rollout.
+    Returns `(state, metrics)`: learning metrics and `episode/*` statistics of the rollout.
     """
     reset_key, rollout_key = jax.random.split(key)
     state = actor_critic.restart_episodes(state, reset_key, setup)

@@ -157,21 +157,14 @@ def loss(params: Params, batch: Batch, hparams: HParams, setup: Setup):
 
 
 def update(state: State, batch: Batch, hparams: HParams, setup: Setup):
-    """One Adam step of the critic on a minibatch.
-
-    Returns:
-      `(state, metrics)` with `loss/value` and `opt/grad_norm`.
-    """
+    """One Adam step of the critic on a minibatch: `(state, metrics)` (`optim.gradient_step`)."""
     return optim.gradient_step(loss, state, batch, optimizer(hparams, setup.config),
                                hparams, setup)
 
 
 def fit_critic(state: State, batch: Batch, key: PRNGKey, hparams: HParams, setup: Setup):
-    """`value_epochs` epochs of `update` over `value_minibatches` shuffled minibatches.
-
-    Returns:
-      `(state, metrics)`, metrics averaged over all critic updates.
-    """
+    """`value_epochs` epochs of `update` over `value_minibatches` shuffled minibatches
+    (`actor_critic.minibatch_epochs`): `(state, metrics)`, metrics averaged."""
     config = setup.config
     return actor_critic.minibatch_epochs(
         state, batch, key, lambda st, mb: update(st, mb, hparams, setup),

@@ -1,16 +1,19 @@
 """jaxrl.envs: the environment registry, wrappers, and jaxrl's own JAX environments.
 
 `make(env_id) -> (env, env_params)` covers every gymnax id plus ours (the probes under
-`probe/...`); `register` adds more. Wrappers live in `jaxrl.envs.wrappers`.
+`probe/...`, the sparse-reward mazes `Maze-*` and `PointMaze-v0`); `register` adds more.
+Wrappers live in `jaxrl.envs.wrappers`.
 """
 
-from jaxrl.envs import probes, wrappers
+from jaxrl.envs import maze, probes, wrappers
 from jaxrl.envs.registry import check_env_id, env_spec, list_envs, make, register
 from jaxrl.envs.wrappers import (ClipAction, EpisodeStatistics, FlattenObservation,
                                  NormalizeObservation)
 
 for _env_id, _cls in probes.PROBES.items():
     register(_env_id, _cls)
+for _env_id, _factory in maze.MAZES.items():
+    register(_env_id, _factory)
 
-__all__ = ["make", "register", "list_envs", "env_spec", "check_env_id", "probes", "wrappers",
-           "EpisodeStatistics", "FlattenObservation", "NormalizeObservation", "ClipAction"]
+__all__ = ["make", "register", "list_envs", "env_spec", "check_env_id", "maze", "probes",
+           "wrappers", "EpisodeStatistics", "FlattenObservation", "NormalizeObservation", "ClipAction"]

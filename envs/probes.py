@@ -42,6 +42,8 @@ class ProbeParams(environment.EnvParams):
 class _Probe(environment.Environment[ProbeState, ProbeParams]):
     """Shared plumbing: a scalar observation, two actions, a (1,) observation box."""
 
+    signed_start = False  # the first observation: 0, or -1 or +1 with equal probability
+
     def __init__(self, max_steps_in_episode: int = 1000):
         self._max_steps = max_steps_in_episode
 
@@ -62,11 +64,9 @@ class _Probe(environment.Environment[ProbeState, ProbeParams]):
     def get_obs(self, state: ProbeState, params=None, key=None) -> jax.Array:
         return jnp.reshape(state.obs, (1,)).astype(jnp.float32)
 
-    def _initial_obs(self, key: jax.Array) -> jax.Array:
-        return jnp.float32(0.0)
-
     def reset_env(self, key, params):
-        state = ProbeState(obs=self._initial_obs(key), time=0)
+        sign = jnp.where(jax.random.bernoulli(key), 1.0, -1.0).astype(jnp.float32)
+        state = ProbeState(obs=sign if self.signed_start else jnp.float32(0.0), time=0)
         return self.get_obs(state), state
 
     def _transition(self, key, state, action):
@@ -91,8 +91,7 @@ class ProbeConstantReward(_Probe):
 class ProbeRewardEqualsObs(_Probe):
     """Observation drawn from {-1, +1}; the one step's reward equals it: V(obs) = obs."""
 
-    def _initial_obs(self, key):
-        return jnp.where(jax.random.bernoulli(key), 1.0, -1.0).astype(jnp.float32)
+    signed_start = True
 
     def _transition(self, key, state, action):
         return state.obs, state.obs, True
@@ -123,8 +122,7 @@ class ProbeTimeLimitEndless(_Probe):
 class ProbeActionReward(_Probe):
     """Observation in {-1, +1}; one step; reward 1 iff action == 1 exactly when obs > 0."""
 
-    def _initial_obs(self, key):
-        return jnp.where(jax.random.bernoulli(key), 1.0, -1.0).astype(jnp.float32)
+    signed_start = True
 
     def _transition(self, key, state, action):
         good = jnp.asarray(action) == (state.obs > 0).astype(jnp.int32)
@@ -160,5 +158,3 @@ PROBES: dict[str, type[_Probe]] = {
     "probe/action-reward": ProbeActionReward,
     "probe/two-step-tree": ProbeTwoStepTree,
 }
-
-

@@ -12,11 +12,9 @@ import warnings as _warnings
 __version__ = "0.1.0"
 
 # XLA:CPU (jaxlib 0.10.x) can deadlock when it runs a vmapped training loop of 6 or more
-# seeds a second time: every worker thread parks and `block_until_ready` never returns
-# (reproduced 3/3 at 8 seeds x 40 PPO iterations; see bench/RESULTS.md). Its
-# concurrency-optimised thunk scheduler is the trigger: with it off, 16/16 calls finished
-# and single-seed speed was unchanged. The flag only affects the CPU backend, and it must be
-# set before the backend starts, so we set it at import unless the user chose a value.
+# seeds a second time (bench/RESULTS.md): its concurrency-optimised thunk scheduler is the
+# trigger. The flag only affects the CPU backend, and it must be set before the backend
+# starts, so we set it at import unless the user chose a value.
 _FLAG = "xla_cpu_enable_concurrency_optimized_scheduler"
 if _FLAG not in _os.environ.get("XLA_FLAGS", ""):
     _os.environ["XLA_FLAGS"] = f"{_os.environ.get('XLA_FLAGS', '')} --{_FLAG}=false".strip()

@@ -20,20 +20,11 @@ of a family (`ppo-kl`, `td3`) is the same record with another `Config` class, ma
 `Agent.variant`. `jaxrl.runner.make_train(agent, config)` composes the record into one
 pure `train(key, hparams)`; `jaxrl.runner.run` into the chunked host loop.
 
-Extension points, each a value composed with an agent rather than an edit of it:
-
-* `Addon`: a piece with its own state in the agent state (`state.addons`) that may
-  transform every batch of collected transitions before the agent learns from or stores
-  them (shaped or intrinsic rewards), supply the env params the agent collects with (a
-  curriculum, as a value in the state), and act after every iteration (a schedule).
-  `Agent.extend(name, *addons)` is the agent with them; the built-in agents collect
-  through `actor_critic` and `off_policy`, which call the hooks.
-* `Setup.extras` holds what an agent builds once besides env, network and buffer (a
-  dataset for a learner that trains from demonstrations, other agents' setups).
-* `BaseConfig.torso` chooses the network torso (`mlp`, `cnn`, or any flax module).
-* An agent built from other agents closes over their records, keeps their states in its
-  own, and exposes `params` (what `greedy_act` evaluates) and `env_state` (what the runner
-  guards) as properties.
+Extension points, each a value composed with an agent rather than an edit of it: an
+`Addon` (shaped or intrinsic rewards, a curriculum, a schedule; `Agent.extend`),
+`Setup.extras` and `BaseConfig.torso`. An agent built from other agents closes over their
+records, keeps their states in its own, and exposes `params` (what `greedy_act` evaluates)
+and `env_state` (what the runner guards) as properties.
 """
 
 from __future__ import annotations
@@ -91,9 +82,7 @@ class BaseConfig:
         if not isinstance(self.torso, nn.Module):
             cfg.check_choice("torso", self.torso, networks.TORSOS)
         cfg.check_bool(self, ("normalize_obs",))
-        if type(self.skip_nonfinite) is not int or self.skip_nonfinite < 0:
-            raise ConfigError(f"skip_nonfinite must be a non-negative int (0: off), got "
-                              f"{self.skip_nonfinite!r}")
+        cfg.check_int("skip_nonfinite", self.skip_nonfinite, zero=True)
         if self.total_timesteps < self.steps_per_iteration:
             raise ConfigError(
                 f"total_timesteps ({self.total_timesteps}) must be at least num_envs * "
@@ -145,13 +134,16 @@ class Addon(NamedTuple):
     but `init`, all pure:
 
     * `init(key, setup) -> astate`.
-    * `transform(astate, transitions, key) -> (transitions, astate)`: every batch of
+    * `transform(astate, transitions, key, setup) -> (transitions, astate)`: every batch of
       collected `Transition`s (leaves `[T, N, ...]` on-policy, `[N, ...]` for replay agents)
       before the agent learns from or stores it; episode statistics keep the env's rewards.
     * `env_params(astate) -> EnvParams`: the params the agent resets and steps its envs
       with, in place of `setup.env_params` (evaluation keeps `setup.env_params`).
-    * `after(astate, metrics, key) -> (astate, metrics)`: after every iteration, with its
-      metrics (a schedule that moves the env params; the add-on's own metrics).
+    * `after(astate, metrics, key, setup) -> (astate, metrics)`: after every iteration,
+      with its metrics (a schedule that moves the env params; the add-on's own metrics).
+
+    An add-on's networks are built by its factory or its `init` from `setup.spec`, and its
+    functions receive `setup`, so its state holds only arrays.
     """
 
     name: str
@@ -180,7 +172,7 @@ def transform(addons: dict, transitions: Any, key: jax.Array, setup: Setup):
     for i, a in enumerate(setup.addons):
         if a.transform is not None:
             transitions, astate = a.transform(addons[a.name], transitions,
-                                              jax.random.fold_in(key, i))
+                                              jax.random.fold_in(key, i), setup)
             addons = {**addons, a.name: astate}
     return transitions, addons
 
@@ -242,7 +234,7 @@ class Agent(NamedTuple):
             for i, a in enumerate(addons):
                 if a.after is not None:
                     after[a.name], metrics = a.after(after[a.name], metrics,
-                                                     jax.random.fold_in(key, i))
+                                                     jax.random.fold_in(key, i), setup)
             return state.replace(addons=after), metrics
 
         return self._replace(name=name, setup=setup, iteration=iteration)

@@ -24,7 +24,6 @@ from flax import struct
 from jaxrl import continuous, off_policy, optim
 from jaxrl import config as cfg
 from jaxrl.agent import Setup, make_env
-from jaxrl.buffers import Sample
 from jaxrl.config import hparam
 from jaxrl.off_policy import State
 from jaxrl.types import EnvSpec, Metrics, Params, PRNGKey
@@ -39,10 +38,8 @@ class Config(off_policy.Config):
     per env step after a warm-up of `learning_starts` steps of uniformly random actions,
     Polyak-averaged targets (Lillicrap et al. 2016), and a replay buffer that holds whole
     classic-control runs: once a smaller buffer wraps, the early failures it forgets are
-    exactly the states a good policy stops visiting, and NAF on Pendulum-v1 then collapsed
-    (2 seeds, buffer 1e5: from -150 to -1500 within 3e4 steps of the wrap). The other
-    fields are `jaxrl.off_policy.Config`'s; `env` needs a Box action space (checked by
-    `setup`, which builds the env).
+    exactly the states a good policy stops visiting, and NAF on Pendulum-v1 then collapsed.
+    Other fields: `jaxrl.off_policy.Config`; `env` needs a Box action space (`setup`).
 
     Attributes:
       exploration_noise: noise on the chosen action while training: `gaussian`, `ou`
@@ -116,7 +113,6 @@ def init_state(key: PRNGKey, setup: Setup, params: Params,
 
 
 PolicyFn = Callable[[Params, jax.Array, PRNGKey], jax.Array]
-UpdateFn = Callable[[State, Sample, PRNGKey], tuple[State, Metrics]]
 
 
 def collect_step(state: State, key: PRNGKey, hparams: HParams, setup: Setup,
@@ -153,14 +149,9 @@ def iteration(state: State, key: PRNGKey, hparams: HParams, setup: Setup,
               update: Callable[..., tuple[State, Metrics]]) -> tuple[State, Metrics]:
     """`rollout_len` steps of every env copy with learning phases (`off_policy.iteration`).
 
-    Args:
-      collect_step: the agent's `collect_step(state, key, hparams, setup) -> (state,
-        episodes)`, one exploring step of every env copy.
-      update: the agent's `update(state, sample, key, hparams, setup) -> (state, metrics)`,
-        one gradient step on a uniformly replayed sample of `minibatch_size` windows.
-
-    Returns:
-      `(state, metrics)` as `off_policy.iteration` returns them.
+    `collect_step(state, key, hparams, setup) -> (state, episodes)` is the agent's exploring
+    step of every env copy, `update(state, sample, key, hparams, setup) -> (state, metrics)`
+    its gradient step on a uniform sample of `minibatch_size` windows.
     """
 
     def collect(state, key):

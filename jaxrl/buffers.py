@@ -18,7 +18,6 @@ float32 sum of its children and never descend into a zero-mass subtree.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -28,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxrl.config import ConfigError
+from jaxrl.config import ConfigError, check_int, check_real
 from jaxrl.types import PRNGKey
 
 # Indices are int32; the sum tree has 2P entries with P a power of two.
@@ -205,16 +204,19 @@ def sum_tree_find(tree: jax.Array, targets: jax.Array) -> jax.Array:
     return node - num_leaves
 
 
-def _check_count(name: str, value: Any) -> None:
-    if type(value) is not int or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+class _Layout(NamedTuple):
+    rows: int  # R
+    num_envs: int  # N
+    batch_size: int  # B
+    sequence_length: int  # L
+    min_size: int
 
 
-def _check_layout(capacity, num_envs, batch_size, sequence_length, min_size) -> int:
-    """Validate the static sizes shared by both buffers; return the effective `min_size`."""
+def _layout(capacity, num_envs, batch_size, sequence_length, min_size) -> _Layout:
+    """Validate the static sizes shared by both buffers (`min_size` defaults to B)."""
     for name, value in (("capacity", capacity), ("num_envs", num_envs),
                         ("batch_size", batch_size), ("sequence_length", sequence_length)):
-        _check_count(name, value)
+        check_int(name, value)
     if capacity % num_envs:
         raise ConfigError(f"capacity must be a multiple of num_envs={num_envs} (one row of "
                           f"num_envs transitions per add), got {capacity}")
@@ -230,34 +232,23 @@ def _check_layout(capacity, num_envs, batch_size, sequence_length, min_size) -> 
             raise ConfigError(f"batch_size must be at most the number of complete windows a "
                               f"full buffer holds ({max_windows}) when min_size is not given, "
                               f"got {batch_size}")
-        return batch_size
-    _check_count("min_size", min_size)
+        min_size = batch_size
+    check_int("min_size", min_size)
     if min_size > max_windows:
         raise ConfigError(f"min_size must be at most the number of complete windows a full "
                           f"buffer holds ({max_windows}), got {min_size}")
-    return min_size
+    return _Layout(capacity // num_envs, num_envs, batch_size, sequence_length, min_size)
 
 
-def _check_real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite real number, got {value!r}")
-    return float(value)
-
-
-class _Layout(NamedTuple):
-    rows: int  # R
-    num_envs: int  # N
-    batch_size: int  # B
-    sequence_length: int  # L
-    min_size: int
-
-
-def _init_storage(example_item: Any, layout: _Layout) -> Any:
+def _empty(example_item: Any, layout: _Layout) -> dict[str, Any]:
+    """The `BufferState` fields of an empty buffer: zero storage `[R, N, ...]`, counters 0."""
     if not jax.tree.leaves(example_item):
         raise ConfigError("example_item must be a pytree with at least one array leaf")
-    return jax.tree.map(
+    storage = jax.tree.map(
         lambda x: jnp.zeros((layout.rows, layout.num_envs) + jnp.shape(x), jnp.asarray(x).dtype),
         example_item)
+    return dict(storage=storage, write_index=jnp.zeros((), jnp.int32),
+                size=jnp.zeros((), jnp.int32))
 
 
 def _write_row(state: BufferState, items: Any, layout: _Layout) -> BufferState:
@@ -310,12 +301,10 @@ def make_uniform(*, capacity: int, num_envs: int, batch_size: int, sequence_leng
     Raises:
       ConfigError: a size that is not a positive int, or inconsistent sizes.
     """
-    min_size = _check_layout(capacity, num_envs, batch_size, sequence_length, min_size)
-    layout = _Layout(capacity // num_envs, num_envs, batch_size, sequence_length, min_size)
+    layout = _layout(capacity, num_envs, batch_size, sequence_length, min_size)
 
     def init(example_item: Any) -> BufferState:
-        return BufferState(storage=_init_storage(example_item, layout),
-                           write_index=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32))
+        return BufferState(**_empty(example_item, layout))
 
     def add(state: BufferState, items: Any) -> BufferState:
         return _write_row(state, items, layout)
@@ -363,43 +352,34 @@ def make_prioritized(*, capacity: int, num_envs: int, batch_size: int, sequence_
     been written (for L = 1, row h itself).
 
     Args:
-      capacity: transitions stored, a multiple of `num_envs`; R = capacity // num_envs rows.
-      num_envs: N, transitions per `add` (parallel envs).
-      batch_size: B, windows per sample.
-      sequence_length: L, consecutive steps per window (n for n-step targets).
+      capacity, num_envs, batch_size, sequence_length, min_size: as in `make_uniform`.
       alpha: priority exponent in [0, 1]; 0 gives uniform sampling.
       eps: positive constant added to every priority, so no complete window starves.
-      min_size: complete windows needed before `can_sample` (default `batch_size`).
 
     Returns:
-      A `Buffer`. `update_priorities(state, indices, td)` sets `|td|^alpha + eps` at the
-      sampled `indices` [B]; for duplicate indices the last one wins, and `max_priority`
-      becomes the max of itself and the priorities actually stored; a window that has
-      become incomplete since it was sampled keeps priority 0 (one overwritten and
-      completed again by later adds takes the new value: we keep no versions). `td` must
-      be finite. `sample` is meaningful only when `can_sample`; before that its contents
-      are unspecified, but in range and finite.
+      A `Buffer`. `update_priorities(state, indices, td)` sets `|td|^alpha + eps` (`td`
+      finite) at the sampled `indices` [B], the last of duplicates winning, and raises
+      `max_priority` to the largest stored; a window that has become incomplete since it
+      was sampled keeps priority 0 (we keep no versions). Before `can_sample`, `sample`'s
+      contents are unspecified, but in range and finite.
 
     Raises:
-      ConfigError: a size that is not a positive int, inconsistent sizes, alpha outside
-        [0, 1], or eps not > 0.
+      ConfigError: as `make_uniform`, or alpha outside [0, 1], or eps not > 0.
     """
-    min_size = _check_layout(capacity, num_envs, batch_size, sequence_length, min_size)
-    alpha = _check_real("alpha", alpha)
+    layout = _layout(capacity, num_envs, batch_size, sequence_length, min_size)
+    alpha = check_real("alpha", alpha)
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha must be in [0, 1], got {alpha!r}")
-    eps = _check_real("eps", eps)
+    eps = check_real("eps", eps)
     if not np.float32(eps) > 0:
         raise ConfigError(f"eps must be > 0 (and representable in float32), got {eps!r}")
-    layout = _Layout(capacity // num_envs, num_envs, batch_size, sequence_length, min_size)
     rows, n, length = layout.rows, layout.num_envs, layout.sequence_length
     env_ids = jnp.arange(n, dtype=jnp.int32)
 
     def init(example_item: Any) -> PrioritizedBufferState:
-        return PrioritizedBufferState(
-            storage=_init_storage(example_item, layout),
-            write_index=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32),
-            sum_tree=sum_tree_init(capacity), max_priority=jnp.ones((), jnp.float32))
+        return PrioritizedBufferState(**_empty(example_item, layout),
+                                      sum_tree=sum_tree_init(capacity),
+                                      max_priority=jnp.ones((), jnp.float32))
 
     def add(state: PrioritizedBufferState, items: Any) -> PrioritizedBufferState:
         head = state.write_index

@@ -2,15 +2,14 @@
 
 A run folder keeps its checkpoints in `checkpoints/<iteration>/`, saved at chunk ends by the
 `Checkpointer` callback of `jaxrl.runner.run`. Each holds two orbax items: `state`, the
-seed-batched training tree `{"state": [S, ...], "run_keys": [S]}` (whatever pytree the agent
-keeps: parameters, target parameters, optimizer state, replay buffer and priorities, env
-states, normaliser statistics, typed PRNG keys, counters), and `meta`, a JSON document with
-the iteration, the run's agent, env, config, hyperparameters and run options, the library
-versions, and the path, shape and dtype of every leaf. Saves are orbax's atomic ones (written
-under `<iteration>.orbax-checkpoint-tmp`, then renamed), so a save cut short is never listed;
-its leftovers are removed when the next writer opens the folder. `restore` refuses a
-checkpoint whose saved configuration or tree differs from the requested one, listing every
-difference, and turns an unreadable checkpoint into a `ConfigError` naming its path.
+seed-batched training tree `{"state": [S, ...], "run_keys": [S]}` (the agent's whole state:
+replay buffer, env states, typed PRNG keys and all), and `meta`, a JSON document with the
+iteration, the run's description (see `Checkpointer`) and the path, shape and dtype of
+every leaf. Saves are orbax's atomic ones (written under `<iteration>.orbax-checkpoint-tmp`,
+then renamed), so a save cut short is never listed; its leftovers are removed when the next
+writer opens the folder. `restore` refuses a checkpoint whose saved configuration or tree
+differs from the requested one, listing every difference, and turns an unreadable
+checkpoint into a `ConfigError` naming its path.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxrl.config import ConfigError
+from jaxrl.config import ConfigError, check_int
 
 CHECKPOINT_DIR = "checkpoints"  # inside a run folder
 FORMAT = 1  # version of the `meta` document
@@ -97,12 +96,6 @@ def steps(directory: str) -> list[int]:
                   if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
 
 
-def latest_step(directory: str) -> int | None:
-    """The iteration of the newest checkpoint in `directory`, or None."""
-    found = steps(directory)
-    return found[-1] if found else None
-
-
 def _corrupted(path: str, error: BaseException) -> ConfigError:
     text = str(error).strip().splitlines()
     detail = f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
@@ -111,28 +104,23 @@ def _corrupted(path: str, error: BaseException) -> ConfigError:
 
 
 class Checkpointer:
-    """A `runner.Callback` that saves the run's state at chunk ends and at the end.
+    """A `runner.Callback` that saves the run's state in `directory` (`RUN/checkpoints`,
+    created at the first save) at chunk ends and at the end.
 
     Saves when a chunk ends at or after the next multiple of `every` iterations (every chunk
     when `every` is None) and always after the last iteration, keeping the newest `keep`
-    checkpoints. It runs after the logging callbacks, so `metrics.jsonl` already holds every
-    iteration a checkpoint covers. A chunk that fails the runner's non-finite check never
-    reaches it, so the last good checkpoint stays in place. Saves are synchronous: the state
-    is donated to the next chunk as soon as the callbacks return.
+    checkpoints. `meta`, the JSON description of the run (agent, env, config, hparams, run
+    options, versions), is stored with every checkpoint and compared on restore. It runs
+    after the logging callbacks, so `metrics.jsonl` already holds every iteration a
+    checkpoint covers. A chunk that fails the runner's non-finite check never reaches it, so
+    the last good checkpoint stays in place. Saves are synchronous: the state is donated to
+    the next chunk as soon as the callbacks return.
     """
 
     def __init__(self, directory: str, meta: Mapping[str, Any], *, every: int | None = None,
                  keep: int = 3):
-        """Args:
-          directory: the checkpoint folder (`RUN/checkpoints`); created at the first save.
-          meta: JSON-serialisable description of the run (agent, env, config, hparams,
-            run options, versions), stored with every checkpoint and compared on restore.
-          every: save cadence in iterations (None: every chunk).
-          keep: how many of the newest checkpoints to keep.
-        """
-        for name, value in (("checkpoint_every", every), ("keep_checkpoints", keep)):
-            if value is not None and (type(value) is not int or value <= 0):
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        check_int("checkpoint_every", every, none=True)
+        check_int("keep_checkpoints", keep, none=True)
         self.directory = directory
         self.meta = dict(meta)
         self.every = every

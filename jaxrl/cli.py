@@ -35,29 +35,23 @@ def _field_docs(cls: Any) -> dict[str, str]:
     """
     docs = {}
     for klass in reversed(cls.__mro__):
-        docs.update(_own_field_docs(klass))
-    return docs
-
-
-def _own_field_docs(cls: Any) -> dict[str, str]:
-    """Descriptions of fields from the `Attributes:` section of one class's docstring."""
-    docs, current, in_section = {}, None, False
-    for line in (cls.__dict__.get("__doc__") or "").splitlines():
-        stripped = line.strip()
-        if stripped == "Attributes:":
-            in_section = True
-            continue
-        if not in_section:
-            continue
-        if not stripped:
-            break
-        name, sep, text = stripped.partition(":")
-        if sep and name.isidentifier() and line.startswith("      ") and \
-                not line.startswith("        "):
-            current = name
-            docs[name] = text.strip()
-        elif current:
-            docs[current] += " " + stripped
+        current, in_section = None, False
+        for line in (klass.__dict__.get("__doc__") or "").splitlines():
+            stripped = line.strip()
+            if stripped == "Attributes:":
+                in_section = True
+                continue
+            if not in_section:
+                continue
+            if not stripped:
+                break
+            name, sep, text = stripped.partition(":")
+            if sep and name.isidentifier() and line.startswith("      ") and \
+                    not line.startswith("        "):
+                current = name
+                docs[name] = text.strip()
+            elif current:
+                docs[current] += " " + stripped
     return docs
 
 
@@ -112,24 +106,22 @@ def _train(argv: list[str]) -> int:
     agent = agents.get(agent_name)
     parser = _Parser(prog=f"jaxrl train {agent_name}", description=agent.doc)
     run = parser.add_argument_group("run")
-    run.add_argument("--num-seeds", type=int, default=1, metavar="INT",
-                     help="seeds trained at once with vmap (default: 1)")
-    run.add_argument("--seed", type=int, default=0, metavar="INT", help="base seed (default: 0)")
+
+    def count(flag: str, default: int | None, text: str) -> None:
+        run.add_argument(flag, type=int, default=default, metavar="INT", help=text)
+
+    count("--num-seeds", 1, "seeds trained at once with vmap (default: 1)")
+    count("--seed", 0, "base seed (default: 0)")
     run.add_argument("--out", default=None, help="run folder (default: runs/AGENT-ENV)")
-    run.add_argument("--devices", type=int, default=None, metavar="INT",
-                     help="local devices to shard seeds over (default: automatic)")
-    run.add_argument("--seed-batch", type=int, default=None, metavar="INT",
-                     help="seeds computed side by side (default: all, vmapped); smaller "
-                          "groups run one after another: less memory, sometimes faster on CPU")
-    run.add_argument("--chunk-iterations", type=int, default=None, metavar="INT",
-                     help="iterations per jitted chunk between host logging (default: ~1/20)")
-    run.add_argument("--eval-episodes", type=int, default=0, metavar="INT",
-                     help="greedy evaluation episodes per seed after training (default: 0)")
-    run.add_argument("--checkpoint-every", type=int, default=None, metavar="INT",
-                     help="save a checkpoint every INT iterations, at chunk ends, and at the "
-                          "end (default: every chunk)")
-    run.add_argument("--keep-checkpoints", type=int, default=3, metavar="INT",
-                     help="how many of the newest checkpoints to keep (default: 3)")
+    count("--devices", None, "local devices to shard seeds over (default: automatic)")
+    count("--seed-batch", None, "seeds computed side by side (default: all, vmapped); "
+          "smaller groups run one after another: less memory, sometimes faster on CPU")
+    count("--chunk-iterations", None,
+          "iterations per jitted chunk between host logging (default: ~1/20)")
+    count("--eval-episodes", 0, "greedy evaluation episodes per seed after training (default: 0)")
+    count("--checkpoint-every", None, "save a checkpoint every INT iterations, at chunk ends, "
+          "and at the end (default: every chunk)")
+    count("--keep-checkpoints", 3, "how many of the newest checkpoints to keep (default: 3)")
     run.add_argument("--tensorboard", action="store_true",
                      help="also log to OUT/tensorboard (needs the tensorboard extra)")
     run.add_argument("--wandb", action="store_true",
@@ -145,10 +137,7 @@ def _train(argv: list[str]) -> int:
     _add_field_flags(parser, agent.Config, "config (static)")
     _add_field_flags(parser, agent.HParams, "hyperparameters (traced; sweepable)")
     args = parser.parse_args(argv[1:])
-    for name in ("seed_batch", "chunk_iterations", "checkpoint_every", "keep_checkpoints"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise ConfigError(f"{name} must be a positive integer, got {value}")
+
     from jaxrl import experiment, tuned
 
     flags = {**_collect(args, agent.Config), **_collect(args, agent.HParams)}
@@ -196,10 +185,6 @@ def _eval(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=None, metavar="INT",
                         help="evaluation seed (default: the run's)")
     args = parser.parse_args(argv)
-    if args.episodes <= 0:
-        raise ConfigError(f"episodes must be a positive integer, got {args.episodes}")
-    if args.seed is not None and args.seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {args.seed}")
 
     import numpy as np
 

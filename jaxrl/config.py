@@ -23,12 +23,28 @@ class ConfigError(ValueError):
     """A user-facing configuration error; the message names the field and what is allowed."""
 
 
+def check_int(name: str, value: Any, *, zero: bool = False, none: bool = False) -> None:
+    """Raise `ConfigError` unless `value` is an int > 0 (>= 0 with `zero`; bools refused).
+
+    With `none`, None is accepted too (an unset option).
+    """
+    if type(value) is not int or value < (0 if zero else 1):
+        if not (none and value is None):
+            kind = "non-negative" if zero else "positive"
+            raise ConfigError(f"{name} must be a {kind} integer, got {value!r}")
+
+
 def check_positive_int(obj: Any, names: Iterable[str]) -> None:
-    """Raise `ConfigError` unless each named attribute of `obj` is an int > 0 (bools refused)."""
+    """`check_int` on each named attribute of `obj`."""
     for name in names:
-        value = getattr(obj, name)
-        if type(value) is not int or value <= 0:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        check_int(name, getattr(obj, name))
+
+
+def check_real(name: str, value: Any) -> float:
+    """`value` as a float; raise `ConfigError` unless it is a finite real (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite real number, got {value!r}")
+    return float(value)
 
 
 def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:

@@ -1,16 +1,9 @@
 """Continuous-action kernels shared by `agents/continuous_q.py` and `agents/ddpg.py`.
 
-Ways to take `max_a Q(s, a)` when `a` is a real vector, as small kernels: sample
-candidates and keep the best (`sample_argmax`, with cross-entropy-method refinement as in
-QT-Opt, Kalashnikov et al. 2018), projected gradient ascent on the action
-(`gradient_ascent`), and a critic whose maximum is known in closed form (`naf_q`, Gu et
-al. 2016). For actor-critics: the tanh-squashed Gaussian of SAC with its log-probability
-(`squashed_sample`) and TD3's smoothed target action (`smoothed_target_action`). For
-exploration: Gaussian or Ornstein-Uhlenbeck noise on the chosen action, the OU process a
-per-env pytree state advanced after every step (`explore`, `renew_noise`). Also the check
-that an env has a flat Box action space (`check_continuous`) and its bounds (`bounds`).
-
-The configuration and loop those agents share are in `jaxrl.box_agents`.
+Ways to take `max_a Q(s, a)` over a real vector `a` (`sample_argmax`, `gradient_ascent`,
+`naf_q`); SAC's squashed Gaussian and TD3's smoothed target action; Gaussian or
+Ornstein-Uhlenbeck exploration noise (`explore`, `renew_noise`); the Box checks. The
+configuration and loop those agents share are in `jaxrl.box_agents`.
 
 Every action here lives in the env's units, inside the box `[low, high]` (`low`, `high`
 `[A]`); noise scales are fractions of the half-range `(high - low) / 2`.

@@ -2,16 +2,10 @@
 
 Kernels here estimate state values of the policy that generated the data, for small
 discrete state spaces (state indices in `[0, num_states)`): every-visit Monte-Carlo
-averaging of observed returns, and batch TD(0) that sweeps the whole batch to its fixed
-point. They exist to check function-approximating critics against exact answers and to
-reproduce the textbook contrast between the two (Sutton & Barto 2018, Example 6.4).
-States never seen in the batch get value 0 from both, the initial value batch TD starts
-from (and never moves, since no increment touches them).
-
-`fit_values` is the same prediction with function approximation: any value network is
-regressed onto Monte-Carlo returns (lambda = 1), TD(0) targets (lambda = 0) or
-lambda-returns computed from a `[T, N]` batch of transitions, e.g. one collected by
-`jaxrl.rollout.make_rollout` with a fixed policy.
+averaging of observed returns, and batch TD(0) swept to its fixed point. They check
+function-approximating critics against exact answers and reproduce the textbook contrast
+between the two (Sutton & Barto 2018, Example 6.4); states never seen in the batch get
+value 0 from both. `fit_values` is the same prediction with function approximation.
 """
 
 from __future__ import annotations

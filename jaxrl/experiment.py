@@ -25,11 +25,12 @@ import numpy as np
 
 from jaxrl import checkpoint, rollout, runner, stats
 from jaxrl.agent import Agent, Setup
-from jaxrl.config import ConfigError, to_dict
+from jaxrl.config import ConfigError, check_int, to_dict
 from jaxrl.logger import (FINAL_RETURN_SOURCE, JsonlLogger, Progress, TensorBoardLogger,
-                          TimingLogger, WandbLogger, final_returns, print_summary,
-                          read_metrics, truncate_jsonl)
+                          TimingLogger, WandbLogger, final_returns, json_float,
+                          print_summary, read_metrics, truncate_jsonl)
 from jaxrl.plotting import plot_curves
+
 
 def library_versions() -> dict[str, str]:
     """Installed versions of jaxrl and the libraries a run depends on."""
@@ -105,14 +106,8 @@ def evaluate(agent: Agent, setup: Setup, params: Any, *, num_episodes: int, seed
         num_episodes, max_steps)
     num_seeds = jax.tree.leaves(params)[0].shape[0]
     keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 0x5EED), num_seeds)
-    if train_env_state is None:
-        return np.asarray(jax.jit(jax.vmap(evaluate_one))(params, keys))
-    return np.asarray(jax.jit(jax.vmap(evaluate_one))(params, keys, train_env_state))
-
-
-def _json_float(x: float) -> float | None:
-    """A float for JSON, or None for NaN and infinities (strict JSON has neither)."""
-    return float(x) if np.isfinite(x) else None
+    args = (params, keys) if train_env_state is None else (params, keys, train_env_state)
+    return np.asarray(jax.jit(jax.vmap(evaluate_one))(*args))
 
 
 def summarize(agent_name: str, config: Any, result: runner.RunResult, num_seeds: int) -> dict:
@@ -124,19 +119,18 @@ def summarize(agent_name: str, config: Any, result: runner.RunResult, num_seeds:
     """
     per_seed = final_returns(result.metrics)
     finite = per_seed[np.isfinite(per_seed)]
-    as_float = _json_float
     steps_here = result.env_steps - result.first_iteration * config.steps_per_iteration
     summary = {
         "agent": agent_name,
         "env": config.env,
         "num_seeds": num_seeds,
         "total_timesteps": int(result.env_steps),
-        "final_return_mean": as_float(finite.mean()) if finite.size else None,
-        "final_return_std": as_float(finite.std()) if finite.size else None,
-        "final_return_iqm": as_float(stats.iqm(finite)) if finite.size else None,
-        "final_return_ci95": ([as_float(x) for x in stats.interval(finite)] if finite.size
+        "final_return_mean": json_float(finite.mean()) if finite.size else None,
+        "final_return_std": json_float(finite.std()) if finite.size else None,
+        "final_return_iqm": json_float(stats.iqm(finite)) if finite.size else None,
+        "final_return_ci95": ([json_float(x) for x in stats.interval(finite)] if finite.size
                               else None),
-        "per_seed_final_return": [as_float(x) for x in per_seed],
+        "per_seed_final_return": [json_float(x) for x in per_seed],
         "final_return_source": FINAL_RETURN_SOURCE,
         "wall_time_s": result.wall_time_s,
         "compile_time_s": result.compile_time_s,
@@ -155,11 +149,6 @@ class Run(NamedTuple):
     config: Any
     hparams: Any
     options: dict  # seed, num_seeds, devices, chunk_iterations, checkpoint_every, ...
-
-
-def _positive_or_none(name: str, value: Any) -> None:
-    if value is not None and (type(value) is not int or value <= 0):
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _checkpoint_meta(run: Run) -> dict:
@@ -217,9 +206,9 @@ def _eval_summary(returns: np.ndarray, episodes: int) -> dict:
                         / np.maximum(finished.sum(1), 1), np.nan)
     ok = per_seed[np.isfinite(per_seed)]
     return {"eval_episodes": episodes,
-            "eval_return_mean": _json_float(ok.mean()) if ok.size else None,
-            "eval_return_std": _json_float(ok.std()) if ok.size else None,
-            "per_seed_eval_return": [_json_float(x) for x in per_seed],
+            "eval_return_mean": json_float(ok.mean()) if ok.size else None,
+            "eval_return_std": json_float(ok.std()) if ok.size else None,
+            "per_seed_eval_return": [json_float(x) for x in per_seed],
             "eval_return_source": "greedy policy after training, first episode of each of "
                                   "eval_episodes fresh env copies"}
 
@@ -256,22 +245,18 @@ def train(agent: Agent, config: Any, hparams: Any, out: str, *,
     """Train `num_seeds` seeds of `agent` and write the run folder `out`.
 
     Args:
-      agent: the `Agent` record (`jaxrl.agents.get("ppo")`, or your own); its name is
-        recorded in the files, and `resume` finds it by that name in the registry it is
-        given.
+      agent: the `Agent` record (`jaxrl.agents.get("ppo")`, or your own); `resume` finds
+        it by its name in the registry it is given.
       config, hparams: the agent's `Config` and `HParams`.
       out: run folder; must not already hold a run unless `overwrite`.
-      seed_batch: seeds computed side by side (None: all, vmapped); see `runner.run`.
-      chunk_iterations: iterations per jitted chunk (default about 1/20 of the run); the
-        value used is recorded in `config.json` so that `resume` keeps the same chunks.
+      seed_batch, chunk_iterations: see `runner.run`; the chunk length used is recorded in
+        `config.json` so that `resume` keeps the same chunks.
       tensorboard: also write TensorBoard events to `out/tensorboard` (tensorboardX).
       wandb: also log to Weights & Biases (the `wandb` extra), in project `wandb_project`
         (None: wandb's default); a failure there only warns.
       eval_episodes: if > 0, also evaluate the final greedy policy on this many episodes
         per seed and record `eval_return_*` in the summary.
-      checkpoint_every: save a checkpoint at the first chunk end at or after every multiple
-        of this many iterations (default: every chunk); one is always saved at the end.
-      keep_checkpoints: how many of the newest checkpoints to keep.
+      checkpoint_every, keep_checkpoints: see `checkpoint.Checkpointer` (`every`, `keep`).
       callbacks: more `runner.Callback`s, called after the built-in ones (so after a
         chunk's checkpoint is saved).
       tuned: the tuned-settings entry `config` and `hparams` started from (`jaxrl.tuned`),
@@ -280,19 +265,14 @@ def train(agent: Agent, config: Any, hparams: Any, out: str, *,
     Returns:
       The summary dict (also written to `summary.json`).
     """
-    if type(num_seeds) is not int or num_seeds <= 0:
-        raise ConfigError(f"num_seeds must be a positive integer, got {num_seeds!r}")
-    if type(seed) is not int or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    if type(eval_episodes) is not int or eval_episodes < 0:
-        raise ConfigError(f"eval_episodes must be a non-negative integer, got {eval_episodes!r}")
+    check_int("num_seeds", num_seeds)
+    check_int("seed", seed, zero=True)
+    check_int("eval_episodes", eval_episodes, zero=True)
     if wandb_project is not None and not (isinstance(wandb_project, str) and wandb_project):
         raise ConfigError(f"wandb_project must be a non-empty string, got {wandb_project!r}")
-    _positive_or_none("chunk_iterations", chunk_iterations)
-    _positive_or_none("checkpoint_every", checkpoint_every)
-    _positive_or_none("keep_checkpoints", keep_checkpoints)
-    if keep_checkpoints is None:
-        raise ConfigError("keep_checkpoints must be a positive integer, got None")
+    check_int("chunk_iterations", chunk_iterations, none=True)
+    check_int("checkpoint_every", checkpoint_every, none=True)
+    check_int("keep_checkpoints", keep_checkpoints)
     runner.choose_devices(devices, num_seeds, config.num_envs)  # validate before any work
     runner.check_seed_batch(seed_batch)
     try:
@@ -436,10 +416,8 @@ def evaluate_run(out: str, agents: Mapping[str, Agent], *, episodes: int = 100,
     run's seed unless `seed` is given, so it reproduces the `--eval-episodes` numbers of
     `jaxrl train` for the final checkpoint.
     """
-    if type(episodes) is not int or episodes <= 0:
-        raise ConfigError(f"episodes must be a positive integer, got {episodes!r}")
-    if seed is not None and (type(seed) is not int or seed < 0):
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int("episodes", episodes)
+    check_int("seed", seed, zero=True, none=True)
     run = load_run(out, agents)
     setup = run.agent.setup(run.config)
     tree, meta = restore_checkpoint(run, setup, out, step)

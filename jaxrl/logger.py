@@ -23,15 +23,10 @@ import numpy as np
 from jaxrl.config import ConfigError
 
 
-def _json_value(x: Any) -> Any:
+def json_float(x: Any) -> float | None:
+    """A float for JSON, or None for NaN and infinities (strict JSON has neither)."""
     x = float(x)
     return x if math.isfinite(x) else None
-
-
-def _open_new_or_append(path: str, append: bool):
-    # "x": never append to (or clobber) a file that another run wrote; a resumed run
-    # appends to its own, cut back to its checkpoint.
-    return open(path, "a" if append else "x", encoding="utf-8")
 
 
 def _write_durably(file, text: str) -> None:
@@ -42,42 +37,58 @@ def _write_durably(file, text: str) -> None:
     os.fsync(file.fileno())
 
 
-class JsonlLogger:
-    """Append one JSON line per iteration to `path`: iteration, env_steps, metrics per seed.
+class _Sink:
+    """A callback whose `on_abort` is its `on_end`: close, whatever the run's outcome."""
+
+    def on_abort(self) -> None:
+        self.on_end(None)
+
+
+class _JsonlFile(_Sink):
+    """A JSONL file opened at the first chunk (a run that never trained leaves none).
 
     With `append`, continue the file of a resumed run (see `truncate_jsonl`); otherwise the
     file must not exist yet.
     """
 
-    def __init__(self, path: str, steps_per_iteration: int, *, append: bool = False):
+    def __init__(self, path: str, append: bool):
         self.path = path
-        self.steps_per_iteration = steps_per_iteration
         self.append = append
-        self._file = None  # created with the first chunk: a run that never trained leaves none
+        self._file = None
 
-    def on_chunk(self, first_iteration: int, metrics: dict[str, np.ndarray], info: dict) -> None:
+    def write(self, text: str) -> None:
         if self._file is None:
-            self._file = _open_new_or_append(self.path, self.append)
-        names = sorted(metrics)
-        count = next(iter(metrics.values())).shape[1] if metrics else 0
-        lines = []
-        for k in range(count):
-            it = first_iteration + k + 1
-            row = {"iteration": it, "env_steps": it * self.steps_per_iteration}
-            row.update({n: [_json_value(v) for v in metrics[n][:, k]] for n in names})
-            lines.append(json.dumps(row, separators=(",", ":")))
-        _write_durably(self._file, "\n".join(lines) + "\n")
+            # "x": never append to (or clobber) a file that another run wrote; a resumed
+            # run appends to its own, cut back to its checkpoint.
+            self._file = open(self.path, "a" if self.append else "x", encoding="utf-8")
+        _write_durably(self._file, text)
 
     def on_end(self, result) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
 
-    def on_abort(self) -> None:
-        self.on_end(None)
+
+class JsonlLogger(_JsonlFile):
+    """Append one JSON line per iteration to `path`: iteration, env_steps, metrics per seed."""
+
+    def __init__(self, path: str, steps_per_iteration: int, *, append: bool = False):
+        super().__init__(path, append)
+        self.steps_per_iteration = steps_per_iteration
+
+    def on_chunk(self, first_iteration: int, metrics: dict[str, np.ndarray], info: dict) -> None:
+        names = sorted(metrics)
+        count = next(iter(metrics.values())).shape[1] if metrics else 0
+        lines = []
+        for k in range(count):
+            it = first_iteration + k + 1
+            row = {"iteration": it, "env_steps": it * self.steps_per_iteration}
+            row.update({n: [json_float(v) for v in metrics[n][:, k]] for n in names})
+            lines.append(json.dumps(row, separators=(",", ":")))
+        self.write("\n".join(lines) + "\n")
 
 
-class TimingLogger:
+class TimingLogger(_JsonlFile):
     """Append `{"iteration", "wall_time_s"}` to `path` at every chunk end.
 
     `wall_time_s` counts from the start of the run (compilation included) plus `offset_s`,
@@ -85,25 +96,13 @@ class TimingLogger:
     """
 
     def __init__(self, path: str, *, offset_s: float = 0.0, append: bool = False):
-        self.path = path
+        super().__init__(path, append)
         self.offset_s = offset_s
-        self.append = append
-        self._file = None
 
     def on_chunk(self, first_iteration: int, metrics: dict[str, np.ndarray], info: dict) -> None:
-        if self._file is None:
-            self._file = _open_new_or_append(self.path, self.append)
         row = {"iteration": info["iteration"],
                "wall_time_s": round(self.offset_s + info["wall_time_s"], 3)}
-        _write_durably(self._file, json.dumps(row, separators=(",", ":")) + "\n")
-
-    def on_end(self, result) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def on_abort(self) -> None:
-        self.on_end(None)
+        self.write(json.dumps(row, separators=(",", ":")) + "\n")
 
 
 def read_jsonl(path: str) -> Iterator[dict]:
@@ -122,21 +121,14 @@ def read_jsonl(path: str) -> Iterator[dict]:
 
 
 def truncate_jsonl(path: str, iteration: int, *, every_iteration: bool = True) -> list[dict]:
-    """Cut a JSONL log back to its rows with `iteration <= iteration`, atomically.
+    """Cut the JSONL log `path` back to its rows with `iteration <= iteration`, atomically.
 
     The rows a crashed run wrote after its last checkpoint (and a torn last line) are
     dropped; the rows kept are byte for byte those written, and the file is replaced in one
     `os.replace`, so a crash during the cut leaves either the old or the new file. A file
-    that does not exist counts as empty.
-
-    Args:
-      path: the log (`metrics.jsonl`, `timing.jsonl`).
-      iteration: the last iteration to keep (the checkpoint's).
-      every_iteration: the log has one row per iteration (`metrics.jsonl`): require rows
-        `1 .. iteration`, none missing.
-
-    Returns:
-      The kept rows, parsed.
+    that does not exist counts as empty. With `every_iteration` (`metrics.jsonl`: one row
+    per iteration) rows `1 .. iteration` are required, none missing. Returns the kept rows,
+    parsed.
 
     Raises:
       ConfigError: a row is unreadable before the last line, or (with `every_iteration`)
@@ -214,7 +206,7 @@ def final_returns(metrics: dict[str, np.ndarray], fraction: float = FINAL_FRACTI
                            np.asarray(metrics["episode/count"])[..., -tail:])
 
 
-class Progress:
+class Progress(_Sink):
     """A rich progress bar: env steps, steps per second and the latest mean return."""
 
     def __init__(self, total_env_steps: int, description: str, *, enabled: bool = True,
@@ -251,9 +243,6 @@ class Progress:
     def on_end(self, result) -> None:
         if self.enabled:
             self._bar.stop()
-
-    def on_abort(self) -> None:
-        self.on_end(None)
 
 
 def print_summary(summary: dict) -> None:
@@ -300,7 +289,7 @@ def seed_mean_rows(first_iteration: int, metrics: dict[str, np.ndarray],
         yield (first_iteration + k + 1) * steps_per_iteration, row
 
 
-class TensorBoardLogger:
+class TensorBoardLogger(_Sink):
     """Write the mean over seeds of every metric to TensorBoard (through tensorboardX).
 
     TensorBoard is a convenience next to `metrics.jsonl`, never a reason to lose a run: if
@@ -340,11 +329,8 @@ class TensorBoardLogger:
             except Exception as e:  # noqa: BLE001
                 self._disable(e)
 
-    def on_abort(self) -> None:
-        self.on_end(None)
 
-
-class WandbLogger:
+class WandbLogger(_Sink):
     """Log the mean over seeds of every metric to Weights & Biases, at step = env steps.
 
     Like `TensorBoardLogger`, a convenience next to `metrics.jsonl`: if `wandb` is missing
@@ -387,6 +373,3 @@ class WandbLogger:
                 run.finish()
             except Exception as e:  # noqa: BLE001
                 self._disable(e)
-
-    def on_abort(self) -> None:
-        self.on_end(None)

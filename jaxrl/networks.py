@@ -23,12 +23,7 @@ from jaxrl.config import ConfigError, check_choice
 from jaxrl.types import EnvSpec, Params, PRNGKey
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "tanh": jnp.tanh,
-    "relu": nn.relu,
-    "gelu": nn.gelu,
-    "elu": nn.elu,
-    "silu": nn.silu,
-}
+    "tanh": jnp.tanh, "relu": nn.relu, "gelu": nn.gelu, "elu": nn.elu, "silu": nn.silu}
 
 
 class Network(NamedTuple):
@@ -65,14 +60,14 @@ TORSOS = ("mlp", "cnn")
 class CNN(nn.Module):
     """Image torso: 3x3 convolutions over `[..., H, W, C]`, flattened, then an MLP.
 
-    Sized for small grids such as MinAtar's 10x10 (Young and Tian 2019 use one 16-channel
-    3x3 convolution before a 128-unit layer): `channels` convolutions with stride 1 and
+    Sized for small grids such as MinAtar's 10x10, as Young and Tian 2019 (one 16-channel
+    3x3 convolution before the dense layers): `channels` convolutions with stride 1 and
     SAME padding, then `hidden_sizes` dense layers.
     """
 
     hidden_sizes: Sequence[int]
     activation: str = "relu"
-    channels: Sequence[int] = (16, 32)
+    channels: Sequence[int] = (16,)
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
@@ -85,8 +80,10 @@ class CNN(nn.Module):
         return MLP(self.hidden_sizes, self.activation)(x.reshape(batch + (-1,)))
 
 
-def check_torso(torso: Any, spec: EnvSpec) -> None:
-    """Raise `ConfigError` unless `torso` is `mlp`, a module, or `cnn` on image observations."""
+def _check(spec: EnvSpec, activation: str, torso: Any) -> None:
+    """Raise `ConfigError` unless `activation` is known and `torso` is `mlp`, a module, or
+    `cnn` on image observations."""
+    check_choice("activation", activation, ACTIVATIONS)
     if isinstance(torso, nn.Module):
         return
     check_choice("torso", torso, TORSOS)
@@ -175,9 +172,9 @@ class ActorCritic(nn.Module):
                             self.obs_ndim, name)
 
         if self.shared_trunk:
-            h = torso(None)
-            return PolicyHead(self.action_dim, self.discrete)(h), ValueHead()(h)
-        h_pi, h_v = torso("actor_torso"), torso("critic_torso")
+            h_pi = h_v = torso(None)
+        else:
+            h_pi, h_v = torso("actor_torso"), torso("critic_torso")
         return PolicyHead(self.action_dim, self.discrete)(h_pi), ValueHead()(h_v)
 
 
@@ -190,8 +187,7 @@ def make_actor_critic(spec: EnvSpec, hidden_sizes: Sequence[int] = (64, 64),
       `Network` whose `apply(params, obs[..., *obs_shape])` gives
       `(policy_params, value[...])`; see `PolicyHead` for `policy_params`.
     """
-    check_choice("activation", activation, ACTIVATIONS)
-    check_torso(torso, spec)
+    _check(spec, activation, torso)
     module = ActorCritic(action_dim=spec.action_dim, discrete=spec.discrete,
                          hidden_sizes=tuple(hidden_sizes), activation=activation,
                          shared_trunk=shared_trunk, obs_ndim=len(spec.obs_shape),
@@ -233,9 +229,8 @@ class NoisyDense(nn.Module):
     layer is the plain linear layer `x @ kernel + bias`. One input row (acting: one
     observation per env copy, each with its own noise) never forms the weight matrix:
     `((x * f(e_in)) @ sigma_w) * f(e_out)` is the noisy part, a second matmul of one row.
-    Several rows sharing one noise (a replayed batch) form `mu_w + sigma_w * f(e_in)
-    f(e_out)^T` once (`p * F` products) and take one matmul: half the matmul flops of
-    the factorised form (a 128-row forward and its gradient ran ~1.4x faster on CPU).
+    Several rows sharing one noise (a replayed batch) form the noisy weights once and take
+    one matmul: half the matmul flops of the factorised form.
     """
 
     features: int
@@ -389,20 +384,15 @@ def make_q_network(spec: EnvSpec, hidden_sizes: Sequence[int] = (64, 64),
 
     Args:
       spec: a discrete `EnvSpec`; observations of any rank are flattened.
-      hidden_sizes: torso widths.
-      activation: hidden activation (see `ACTIVATIONS`).
+      hidden_sizes, activation: the torso's widths and hidden activation (`ACTIVATIONS`).
       dueling: value and mean-subtracted advantage streams (`dueling_combine`).
       num_atoms: None for scalar Q-values `[..., A]`; K for C51 logits `[..., A, K]`.
       noisy: factorised-Gaussian `NoisyDense` layers; noise becomes an input.
       sigma0: initial noise scale of noisy layers (0.5 in the paper).
       torso: `mlp` (its layers noisy too when `noisy`), `cnn`, or a flax module (see
         `features`; then only the heads are noisy).
-
-    Returns:
-      `QNetworkFns(init, apply, sample_noise, zero_noise)`.
     """
-    check_choice("activation", activation, ACTIVATIONS)
-    check_torso(torso, spec)
+    _check(spec, activation, torso)
     module = QNetwork(num_actions=spec.num_actions, hidden_sizes=tuple(hidden_sizes),
                       activation=activation, dueling=dueling, num_atoms=num_atoms,
                       noisy=noisy, sigma0=sigma0, obs_ndim=len(spec.obs_shape), torso=torso,
@@ -440,32 +430,40 @@ def scale_to_bounds(t: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
     return low + 0.5 * (t + 1.0) * (high - low)
 
 
-class Critic(nn.Module):
-    """`Q(s, a)`: an MLP on the concatenated observation and action, `-> [...]`.
-
-    The observation is broadcast to the action's batch axes, so one observation `[*obs]`
-    with many candidate actions `[N, A]` gives `[N]` values (sampling-based argmax).
-    """
+class _Torso(nn.Module):
+    """The torso fields every continuous-action network shares (see `features`)."""
 
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     obs_ndim: int = 1
-    torso: Any = "mlp"  # `mlp`: the raw observation; else its features (`features`)
+    torso: Any = "mlp"
+
+    def features(self, obs: jax.Array, name: str | None = None) -> jax.Array:
+        return features(self.torso, self.hidden_sizes, self.activation, obs, self.obs_ndim,
+                        name)
+
+
+class Critic(_Torso):
+    """`Q(s, a)`: an MLP on the concatenated observation and action, `-> [...]`.
+
+    The observation is broadcast to the action's batch axes, so one observation `[*obs]`
+    with many candidate actions `[N, A]` gives `[N]` values (sampling-based argmax). An
+    `mlp` torso sees the raw observation, any other torso its features.
+    """
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         if self.torso == "mlp":
             x = _flat_obs(obs, self.obs_ndim)
         else:
-            x = features(self.torso, self.hidden_sizes, self.activation, obs, self.obs_ndim,
-                         "obs_torso")
+            x = self.features(obs, "obs_torso")
         batch = jnp.broadcast_shapes(x.shape[:-1], action.shape[:-1])
         x = jnp.concatenate([jnp.broadcast_to(x, batch + x.shape[-1:]),
                              jnp.broadcast_to(action, batch + action.shape[-1:])], axis=-1)
         return ValueHead()(MLP(self.hidden_sizes, self.activation)(x))
 
 
-class Critics(nn.Module):
+class Critics(_Torso):
     """`num` independent critics with stacked parameters: `-> [num, ...]` (twin Q for TD3/SAC).
 
     One `nn.vmap` over the parameter axis, so the twins cost one batched matmul per layer
@@ -473,10 +471,6 @@ class Critics(nn.Module):
     """
 
     num: int = 1
-    hidden_sizes: Sequence[int] = (256, 256)
-    activation: str = "relu"
-    obs_ndim: int = 1
-    torso: Any = "mlp"
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
@@ -486,19 +480,12 @@ class Critics(nn.Module):
                        name="critic")(obs, action)
 
 
-class _BoxNetwork(nn.Module):
-    """Fields and torso of a network whose output includes actions in the box."""
+class _BoxNetwork(_Torso, kw_only=True):
+    """A network whose output includes actions in the box."""
 
     action_dim: int
     low: tuple[float, ...]
     high: tuple[float, ...]
-    hidden_sizes: Sequence[int] = (256, 256)
-    activation: str = "relu"
-    obs_ndim: int = 1
-    torso: Any = "mlp"
-
-    def features(self, obs: jax.Array) -> jax.Array:
-        return features(self.torso, self.hidden_sizes, self.activation, obs, self.obs_ndim)
 
     def to_box(self, h: jax.Array) -> jax.Array:
         """A linear layer, a tanh, and the affine map onto the box: `[..., A]`."""
@@ -514,7 +501,7 @@ class DeterministicActor(_BoxNetwork):
         return self.to_box(self.features(obs))
 
 
-class SquashedGaussianActor(nn.Module):
+class SquashedGaussianActor(_Torso, kw_only=True):
     """Pre-squash Gaussian parameters `(mean, log_std)`, each `[..., A]`.
 
     The log standard deviation depends on the state and is mapped smoothly into
@@ -523,14 +510,10 @@ class SquashedGaussianActor(nn.Module):
     """
 
     action_dim: int
-    hidden_sizes: Sequence[int] = (256, 256)
-    activation: str = "relu"
-    obs_ndim: int = 1
-    torso: Any = "mlp"
 
     @nn.compact
     def __call__(self, obs: jax.Array):
-        h = features(self.torso, self.hidden_sizes, self.activation, obs, self.obs_ndim)
+        h = self.features(obs)
         mean = _dense(self.action_dim, 0.01)(h)
         raw = _dense(self.action_dim, 0.01)(h)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw) + 1.0)
@@ -563,26 +546,6 @@ class NAF(_BoxNetwork):
         return value, mu, chol
 
 
-def _continuous_module(spec: EnvSpec, kind: str, hidden_sizes, activation: str,
-                       num_critics: int, torso: Any):
-    if spec.discrete:
-        raise ValueError("continuous-action networks need a Box action space")
-    check_choice("activation", activation, ACTIVATIONS)
-    check_torso(torso, spec)
-    common = dict(hidden_sizes=tuple(hidden_sizes), activation=activation,
-                  obs_ndim=len(spec.obs_shape), torso=torso)
-    bounds = dict(low=spec.action_low, high=spec.action_high)
-    if kind == "critic":
-        return Critics(num=num_critics, **common)
-    if kind == "deterministic":
-        return DeterministicActor(action_dim=spec.action_dim, **bounds, **common)
-    if kind == "gaussian":
-        return SquashedGaussianActor(action_dim=spec.action_dim, **common)
-    if kind == "naf":
-        return NAF(action_dim=spec.action_dim, **bounds, **common)
-    raise ValueError(f"unknown continuous network kind {kind!r}")
-
-
 def make_continuous_network(spec: EnvSpec, kind: str, hidden_sizes: Sequence[int] = (256, 256),
                             activation: str = "relu", *, num_critics: int = 1,
                             torso: Any = "mlp") -> Network:
@@ -598,7 +561,22 @@ def make_continuous_network(spec: EnvSpec, kind: str, hidden_sizes: Sequence[int
     Returns:
       `Network(init, apply)`, `init(key) -> params`.
     """
-    module = _continuous_module(spec, kind, hidden_sizes, activation, num_critics, torso)
+    if spec.discrete:
+        raise ValueError("continuous-action networks need a Box action space")
+    _check(spec, activation, torso)
+    common = dict(hidden_sizes=tuple(hidden_sizes), activation=activation,
+                  obs_ndim=len(spec.obs_shape), torso=torso)
+    box = dict(action_dim=spec.action_dim, low=spec.action_low, high=spec.action_high)
+    if kind == "critic":
+        module = Critics(num=num_critics, **common)
+    elif kind == "deterministic":
+        module = DeterministicActor(**box, **common)
+    elif kind == "gaussian":
+        module = SquashedGaussianActor(action_dim=spec.action_dim, **common)
+    elif kind == "naf":
+        module = NAF(**box, **common)
+    else:
+        raise ValueError(f"unknown continuous network kind {kind!r}")
     obs = np.zeros(spec.obs_shape, np.float32)
     action = np.zeros((spec.action_dim,), np.float32)
     args = (obs, action) if kind == "critic" else (obs,)

@@ -2,14 +2,10 @@
 continuous Q-learning).
 
 Everything here is independent of how an agent turns replayed data into an update: the
-fields every replay config shares (`Config`), the replay buffer built from a config, the
-training state (online and
-target parameters, optimizer, buffer, envs, per-env exploration noise, counters), stepping
-all env copies once and storing the step in the buffer, a learning phase of several
-gradient steps that waits for a warm-up, target-network updates and linear schedules. An
-iteration is `rollout_len // train_frequency` phases of `train_frequency` env steps of all
-`num_envs` copies followed by `gradient_steps` updates. An agent module supplies its own
-`Config` (a subclass of `Config`), its `Setup`, its acting and its update.
+shared `Config` fields, the replay buffer, the training `State`, one collecting step of
+all env copies, learning phases that wait for a warm-up (`iteration`), target-network
+updates, linear schedules and n-step reduction. An agent module supplies its own `Config`
+subclass, its `Setup`, its acting and its update.
 """
 
 from __future__ import annotations
@@ -63,9 +59,7 @@ class Config(BaseConfig):
     def __post_init__(self):
         super().__post_init__()
         cfg.check_positive_int(self, _COUNTS)
-        if type(self.learning_starts) is not int or self.learning_starts < 0:
-            raise ConfigError(f"learning_starts must be a non-negative integer, got "
-                              f"{self.learning_starts!r}")
+        cfg.check_int("learning_starts", self.learning_starts, zero=True)
         if self.rollout_len % self.train_frequency:
             raise ConfigError(f"train_frequency ({self.train_frequency}) must divide "
                               f"rollout_len ({self.rollout_len})")
@@ -220,7 +214,8 @@ def learn(state: State, key: PRNGKey, ready: jax.Array,
 def iteration(state: State, key: PRNGKey, setup: Setup,
               step: Callable[[State, PRNGKey], tuple[State, Any]],
               update: Callable[[State, PRNGKey], tuple[State, Metrics]]):
-    """`rollout_len // train_frequency` phases of `train_frequency` steps, then updates.
+    """`rollout_len // train_frequency` phases of `train_frequency` steps of all `num_envs`
+    copies, each followed by `gradient_steps` updates.
 
     Each phase calls `step(state, key) -> (state, episodes [N])` `train_frequency` times
     (e.g. `collect_step` with the agent's acting), then `gradient_steps` calls of `update`

@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from jaxrl import stats
-from jaxrl.config import ConfigError
+from jaxrl.config import ConfigError, check_choice
 from jaxrl.logger import read_jsonl, read_metrics
 
 X_AXES = ("env_steps", "wall_time")
@@ -37,8 +37,7 @@ def load_curve(run_dir: str, metric: str = "episode/return", x: str = "env_steps
     Raises:
       ConfigError: the folder, a file or the metric is missing, or a file is unreadable.
     """
-    if x not in X_AXES:
-        raise ConfigError(f"x must be one of {', '.join(X_AXES)}; got {x!r}")
+    check_choice("x", x, X_AXES)
     if not os.path.isdir(run_dir):
         raise ConfigError(f"run folder {run_dir!r} does not exist")
     path = os.path.join(run_dir, "metrics.jsonl")

@@ -99,10 +99,6 @@ def episode_returns(r_t: jax.Array, cut_t: jax.Array) -> jax.Array:
     every step of the episode. Only rewards inside the window count: the episode in
     progress at the start and the one still running at the end get partial sums.
 
-    Two scans: a reverse cumulative sum that restarts after each cut (undiscounted
-    reward-to-go), then a forward pass that copies each episode's first value (its total)
-    to its remaining steps.
-
     Args:
       r_t: [T] reward received after the action.
       cut_t: [T] 1.0 where the episode ended here (terminated or truncated); bool also

@@ -20,11 +20,7 @@ EPISODE_KEYS = ("episode/done", "episode/return", "episode/length")
 
 
 def reset_envs(env: Any, env_params: EnvParams, key: PRNGKey, num_envs: int):
-    """Reset `num_envs` copies of `env`.
-
-    Returns:
-      `(env_state, obs)` with a leading axis `N` on every leaf, obs `[N, *obs_shape]`.
-    """
+    """Reset `num_envs` copies of `env`: `(env_state, obs [N, *obs_shape])`, leaves `[N, ...]`."""
     keys = jax.random.split(key, num_envs)
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(keys, env_params)
     return env_state, obs
@@ -112,11 +108,7 @@ def make_evaluate(env: Any, env_params: EnvParams,
     short episodes are not over-represented. A copy whose first episode did not end within
     `max_steps` gives NaN (choose `max_steps` at least the env's time limit).
 
-    Args:
-      env: a gymnax environment wrapped in `EpisodeStatistics`.
-      act: `act(params, obs[*obs_shape], key) -> action` for one observation.
-      num_episodes: env copies, one episode each.
-      max_steps: steps to run.
+    `env` and `act` are as in `make_rollout`.
 
     Returns:
       `evaluate(params, key, train_env_state=None)`; pass the training env state (`[N, ...]`)

@@ -1,16 +1,13 @@
 """The training loop: composes an agent's `init` and `iteration` into runs.
 
-Two forms of the same run:
-
-* `make_train(agent, config) -> train(key, hparams)`: an agent's whole run as one pure
-  function, to be `jax.jit`-ed and `jax.vmap`-ed over seeds and hyperparameters
-  (`compose(init, iteration, num_iterations)` for functions that are not an `Agent`).
-* `run(...)`: the host loop used by the CLI. It jits a chunk of K iterations vmapped over
-  seeds (`vmap_seeds`: one seed runs unvmapped), and between chunks it logs, advances the
-  progress bar and checkpoints (through `Callback`s). Iteration `i` always uses
-  `fold_in(run_key, i)`, a pure function of the seed and `i`, so a chunked run computes
-  exactly what the one-function run computes, and a run resumed at iteration `N`
-  (`run(start=Start(state, run_keys, N))`) continues exactly like the uninterrupted one.
+Two forms of the same run: `make_train(agent, config) -> train(key, hparams)`, one pure
+function to `jax.jit` and `jax.vmap` over seeds and hyperparameters (`compose` for
+functions that are not an `Agent`), and `run(...)`, the CLI's host loop: a jitted chunk
+of K iterations vmapped over seeds (`vmap_seeds`), and between chunks the `Callback`s
+(logs, progress bar, checkpoints). Iteration `i` always uses `fold_in(run_key, i)`, so a
+chunked run computes exactly what the one-function run computes, and a run resumed at
+iteration `N` (`run(start=Start(state, run_keys, N))`) continues exactly like the
+uninterrupted one.
 
 Scaling across devices lives here and nowhere else: `run(devices=D)` shards the seed axis
 (or, for one seed, the env axis of `state.env_state` and `state.obs`) over a 1-D
@@ -31,7 +28,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxrl.agent import Agent, Setup
-from jaxrl.config import ConfigError
+from jaxrl.config import ConfigError, check_int
 from jaxrl.envs.wrappers import find_guard_state
 from jaxrl.types import Metrics, PRNGKey
 
@@ -61,16 +58,10 @@ def _scan_iterations(iteration: IterationFn, state, run_key: PRNGKey, indices: j
 
 
 def compose(init: InitFn, iteration: IterationFn, num_iterations: int):
-    """Compose `init(key, hparams)` and `iteration(state, key, hparams)` into one pure run.
+    """Compose `init(key, hparams) -> state` and `iteration(state, key, hparams) -> (state,
+    metrics)` into `train(key, hparams) -> (state, metrics[num_iterations])`, one pure run.
 
-    Args:
-      init: `init(key, hparams) -> state`.
-      iteration: `iteration(state, key, hparams) -> (state, metrics)`; metrics are scalars.
-      num_iterations: iterations in the run (static).
-
-    Returns:
-      `train(key, hparams) -> (state, metrics)` with metrics stacked `[num_iterations]`.
-      Vmap it over keys for seeds (`in_axes=(0, None)`) and over hparams for sweeps.
+    Vmap `train` over keys for seeds (`in_axes=(0, None)`) and over hparams for sweeps.
     """
 
     def train(key: PRNGKey, hparams):
@@ -128,10 +119,10 @@ def vmap_seeds(fn: Callable, in_axes: tuple[int | None, ...], *,
     seeds run `k` at a time, one group after another, in one program (`lax.map`).
     Why: under `vmap` XLA:CPU runs a replay agent's buffer writes as scatters and its
     warm-up `lax.cond` as a select that computes both branches, so one seed runs faster
-    unvmapped. Smaller groups also bound the memory of large sweeps, and on a CPU they are
-    sometimes faster (measurements in `bench/RESULTS.md`). Sizes are read from the shapes at trace time, so this is still one function for
-    `jax.jit`. Values agree with `vmap` to float rounding, which a long RL run amplifies:
-    per-seed returns of a long run differ between group sizes.
+    unvmapped; smaller groups also bound the memory of large sweeps. Sizes are read from
+    the shapes at trace time, so this is still one function for `jax.jit`. Values agree
+    with `vmap` to float rounding, which a long run amplifies: per-seed returns differ
+    between group sizes.
     """
     if any(axis not in (0, None) for axis in in_axes):
         raise ValueError(f"vmap_seeds maps leading axes only: in_axes must be 0 or None, "
@@ -165,9 +156,7 @@ def vmap_seeds(fn: Callable, in_axes: tuple[int | None, ...], *,
 
 def check_seed_batch(seed_batch: int | None) -> None:
     """Raise `ConfigError` unless `seed_batch` is None or a positive int."""
-    if seed_batch is not None and (type(seed_batch) is not int or seed_batch <= 0):
-        raise ConfigError(f"seed_batch must be a positive integer (seeds computed side by "
-                          f"side; None: all of them), got {seed_batch!r}")
+    check_int("seed_batch", seed_batch, none=True)
 
 
 def split_seed_keys(seed: int, num_seeds: int) -> jax.Array:
@@ -268,12 +257,11 @@ def choose_devices(requested: int | None, num_seeds: int, num_envs: int | None) 
     axis); an explicit count must divide that axis and not exceed the devices present.
     """
     available = jax.local_device_count()
-    axis = num_seeds if (num_seeds > 1 or num_envs is None) else num_envs
-    axis_name = "num_seeds" if (num_seeds > 1 or num_envs is None) else "num_envs"
+    seeds = num_seeds > 1 or num_envs is None
+    axis_name, axis = ("num_seeds", num_seeds) if seeds else ("num_envs", num_envs)
     if requested is None:
         return max(d for d in range(1, available + 1) if axis % d == 0)
-    if type(requested) is not int or requested <= 0:
-        raise ConfigError(f"devices must be a positive integer, got {requested!r}")
+    check_int("devices", requested)
     if requested > available:
         raise ConfigError(f"devices must be at most {available} (local devices present), "
                           f"got {requested}")
@@ -336,10 +324,8 @@ def check_finite(state, metrics: dict[str, np.ndarray], first_iteration: int) ->
     """Raise `NonFiniteError` if a guarded metric or state leaf is NaN or infinite.
 
     Guarded: first the environments (`check_env_finite`: a NaN observation is usually the
-    root cause of the rest), then metrics named `loss/*` and `opt/*` (`[S, K]`, checked per
-    iteration) and the state fields `params`, `target_params`, `opt_state` when present
-    (checked per seed at the end of the chunk). Iterations are numbered from 1, as in
-    `metrics.jsonl`.
+    root cause of the rest), then `GUARDED_METRIC_PREFIXES` (`[S, K]`, per iteration,
+    numbered from 1 as in `metrics.jsonl`) and `GUARDED_STATE_FIELDS` (per seed).
     """
     check_env_finite(state)
     bad_metrics = []
@@ -381,22 +367,17 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
     """Train `num_seeds` seeds in chunks, calling `callbacks` on the host between chunks.
 
     Args:
-      init, iteration: the agent's pure functions (see `make_train`).
-      num_iterations: iterations in the run.
+      init, iteration: the agent's pure functions (see `parts`).
       steps_per_iteration: env steps one iteration takes per seed (for progress and rates).
       hparams: `HParams`; with `hparams_batched`, every leaf has a leading axis `[S]`.
       seed: base seed; seed `s` uses `split_seed_keys(seed, num_seeds)[s]`.
-      chunk_iterations: iterations per jitted chunk (default: about 20 chunks per run).
-      devices: local devices to shard over (None: automatic; 1: no sharding).
+      chunk_iterations: iterations per jitted chunk (`default_chunk_iterations`).
+      devices: local devices to shard over (`choose_devices`; 1: no sharding).
       num_envs: env copies per seed, for sharding the env axis of a single seed.
-      check_finite_values: after each chunk, stop with `NonFiniteError` (naming the seed,
-        the iteration and the leaves) if losses, parameters or optimizer state are not
-        finite, or (naming the seed, env copy, step and action) if a `GuardFinite` env
-        wrapper saw a non-finite observation or reward; the callbacks never see that chunk, so logs and checkpoints end with the
-        last good chunk.
-      seed_batch: seeds computed side by side (None: all, with `vmap`); smaller values run
-        groups of seeds one after another in one program (`vmap_seeds`): less memory, and
-        sometimes faster on a CPU. One device only. A resume uses the recorded value.
+      check_finite_values: after each chunk, `check_finite`; the callbacks never see a
+        failing chunk, so logs and checkpoints end with the last good one.
+      seed_batch: seeds computed side by side (None: all, with `vmap`; see `vmap_seeds`).
+        One device only. A resume uses the recorded value.
       start: continue a run from a checkpoint instead of calling `init`. Iteration `i`
         still uses `fold_in(run_keys[s], i)`, so when `start.iteration` is a chunk boundary
         of the original run (a multiple of `chunk_iterations`, where checkpoints are saved)
@@ -406,12 +387,8 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
     Returns:
       `RunResult` with metrics `[S, num_iterations - first_iteration]` as NumPy arrays.
     """
-    if type(num_iterations) is not int or num_iterations <= 0:
-        raise ConfigError(f"num_iterations must be a positive integer, got {num_iterations!r}")
-    if chunk_iterations is not None and (type(chunk_iterations) is not int
-                                         or chunk_iterations <= 0):
-        raise ConfigError(f"chunk_iterations must be a positive integer, got "
-                          f"{chunk_iterations!r}")
+    check_int("num_iterations", num_iterations)
+    check_int("chunk_iterations", chunk_iterations, none=True)
     first_iteration = 0 if start is None else start.iteration
     if type(first_iteration) is not int or not 0 <= first_iteration <= num_iterations:
         raise ConfigError(f"start iteration must be an integer in [0, {num_iterations}], got "
@@ -447,8 +424,6 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
                           out_shardings=(state_sharding, seed_sharding))
 
     collected: dict[str, list[np.ndarray]] = {}
-    compile_time = 0.0
-    t_train = time.perf_counter()
     try:
         t0 = time.perf_counter()
         if start is None:

@@ -1,10 +1,7 @@
-"""Test helpers for agents, public so users can property-test their own agents with chex.
-
-* Probe environments (re-exported from `jaxrl.envs.probes`): tiny MDPs with known values.
-* `assert_compiles_once`: a function traced once over repeated calls (no retracing).
-* `assert_tree_finite`: every floating leaf of a pytree is finite.
-* `assert_vmap_matches_separate`: seeds vmapped together give the same run as separately.
-* `assert_seeds_differ`: different seeds give different trajectories.
+"""Test helpers for agents, public so users can property-test their own agents with chex:
+the probe environments of `jaxrl.envs.probes` (tiny MDPs with known values), and checks
+that a function never retraces, that a pytree is finite, that vmapped seeds match separate
+runs and that different seeds differ.
 """
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ def line_search(params: Params, step: Params, surrogate_fn: Callable[[Params], j
     improvement = surrogates - surrogate_0
     # A 1e-4 relative margin: the same KL evaluated outside this vmap may round ~1e-5
     # higher, and the constraint must hold however it is recomputed.
-    ok = (kls <= max_kl * (1.0 - 1e-4)) & (improvement > 0.0) & jnp.isfinite(surrogates) & jnp.isfinite(kls)
+    ok = ((kls <= max_kl * (1.0 - 1e-4)) & (improvement > 0.0) & jnp.isfinite(surrogates)
+          & jnp.isfinite(kls))
     first = jnp.argmax(ok)  # index of the first acceptable step (0 when none is)
     accepted = ok.any()
     fraction = jnp.where(accepted, fractions[first], 0.0)

@@ -8,6 +8,7 @@ observation after an automatic reset.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -64,9 +65,4 @@ class EnvSpec:
     @property
     def action_dim(self) -> int:
         """Width of the policy head: `num_actions` if discrete, else the action size."""
-        if self.discrete:
-            return self.num_actions
-        size = 1
-        for d in self.action_shape:
-            size *= d
-        return size
+        return self.num_actions if self.discrete else math.prod(self.action_shape)

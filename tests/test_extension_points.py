@@ -36,7 +36,7 @@ def reward_addon(new_reward=None):
     def init(key, setup):
         return {"seen": jnp.int32(0), "env_reward": jnp.float32(0.0)}
 
-    def transform(astate, transitions, key):
+    def transform(astate, transitions, key, setup):
         astate = {"seen": astate["seen"] + transitions.reward.size,
                   "env_reward": astate["env_reward"] + transitions.reward.sum()}
         if new_reward is not None:
@@ -85,7 +85,7 @@ def curriculum(start, grow):
     def env_params(astate):
         return astate["params"].replace(max_steps_in_episode=astate["limit"])
 
-    def after(astate, metrics, key):
+    def after(astate, metrics, key, setup):
         return ({**astate, "limit": astate["limit"] + grow},
                 {**metrics, "curriculum/limit": astate["limit"].astype(jnp.float32)})
 

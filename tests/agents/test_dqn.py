@@ -87,7 +87,6 @@ class TestConfig:
         (dict(hidden_sizes=(16, 0)), "hidden_sizes"),
         (dict(activation="sigmoid"), "activation"),
         (dict(torso="rnn"), "torso"),
-        (dict(torso="cnn"), "torso cnn needs image observations"),
         (dict(env="CartPol-v1"), "CartPole-v1"),
         (dict(total_timesteps=10), "total_timesteps"),
         (dict(target_update_period=0), "target_update_period"),
@@ -95,6 +94,10 @@ class TestConfig:
     def test_bad_config_names_the_field(self, kwargs, field):
         with pytest.raises(ConfigError, match=field):
             dqn.Config(**{**TINY, **kwargs})
+
+    def test_a_cnn_torso_on_flat_observations_is_refused_at_setup(self):
+        with pytest.raises(ConfigError, match="torso cnn needs image observations"):
+            dqn.AGENT.setup(dqn.Config(**{**TINY, "torso": "cnn"}))
 
     @pytest.mark.parametrize("config_cls", [dqn.Config, dqn.C51Config, dqn.RainbowConfig])
     def test_continuous_env_is_refused_with_a_suggestion(self, config_cls):
