@@ -153,3 +153,18 @@ def constant_actor_critic_params(params: Any, logits_or_mean: Any, value: float)
             "bias": jnp.asarray(logits_or_mean, jnp.float32)}},
         "ValueHead_0": {"Dense_0": {"kernel": jnp.zeros_like(vhead["kernel"]),
                                     "bias": jnp.asarray([value], jnp.float32)}}}}
+
+
+class StopAt:
+    """A `runner.Callback` that interrupts a run as Ctrl-C does (`KeyboardInterrupt`) at the
+    first chunk end at or after `iteration`, after the chunk's checkpoint: for resume tests."""
+
+    def __init__(self, iteration: int):
+        self.iteration = iteration
+
+    def on_chunk(self, first_iteration: int, metrics: dict, info: dict) -> None:
+        if info["iteration"] >= self.iteration:
+            raise KeyboardInterrupt
+
+    def on_end(self, result: Any) -> None:
+        pass

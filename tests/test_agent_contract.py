@@ -34,18 +34,10 @@ def test_an_outside_agent_trains_checkpoints_and_resumes(tmp_path):
     experiment.train(SARSA, config, hparams, whole, num_seeds=2, chunk_iterations=2,
                      progress=False, quiet=True)
 
-    class Stop:
-        def on_chunk(self, first, metrics, info):
-            if info["iteration"] >= 2:
-                raise KeyboardInterrupt
-
-        def on_end(self, result):
-            pass
-
     cut = str(tmp_path / "cut")
     with pytest.raises(KeyboardInterrupt):
         experiment.train(SARSA, config, hparams, cut, num_seeds=2, chunk_iterations=2,
-                         progress=False, quiet=True, callbacks=[Stop()])
+                         progress=False, quiet=True, callbacks=[testing.StopAt(2)])
     summary = experiment.resume(cut, REGISTRY, progress=False, quiet=True)
     assert summary["resumed_from_iteration"] == 2
     with open(os.path.join(whole, "metrics.jsonl")) as a, \

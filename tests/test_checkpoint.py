@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import struct
 
-from jaxrl import checkpoint, experiment, runner
+from jaxrl import checkpoint, experiment, runner, testing
 from jaxrl.agents import ppo
 from jaxrl.config import ConfigError, to_dict
 
@@ -253,21 +253,9 @@ def walk_iteration(state, key, hp):
             {"loss/total": jnp.sum(x), "walk/step": state.step.astype(jnp.float32)})
 
 
-class StopAt:
-    def __init__(self, iteration):
-        self.iteration = iteration
-
-    def on_chunk(self, first, metrics, info):
-        if info["iteration"] >= self.iteration:
-            raise KeyboardInterrupt
-
-    def on_end(self, result):
-        pass
-
-
 def walk_run(directory, *, stop=None, start=None, num_iterations=10, hp=0.5):
     saver = checkpoint.Checkpointer(str(directory), META, keep=2)
-    callbacks = [saver] + ([StopAt(stop)] if stop else [])
+    callbacks = [saver] + ([testing.StopAt(stop)] if stop else [])
     return runner.run(walk_init, walk_iteration, num_iterations=num_iterations,
                       steps_per_iteration=1, hparams=jnp.float32(hp), seed=5, num_seeds=3,
                       chunk_iterations=3, devices=1, callbacks=callbacks, start=start)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl import experiment, rollout, runner
+from jaxrl import experiment, rollout, runner, testing
 from jaxrl.agent import Addon, ConfigError
 from jaxrl.agents import dqn, ppo
 
@@ -117,17 +117,9 @@ def test_an_extended_agent_checkpoints_its_addon_state_and_resumes(tmp_path):
     experiment.train(agent, PPO_TINY, hparams, whole, num_seeds=2, chunk_iterations=2,
                      progress=False, quiet=True)
 
-    class Stop:
-        def on_chunk(self, first, metrics, info):
-            if info["iteration"] >= 2:
-                raise KeyboardInterrupt
-
-        def on_end(self, result):
-            pass
-
     with pytest.raises(KeyboardInterrupt):
         experiment.train(agent, PPO_TINY, hparams, cut, num_seeds=2, chunk_iterations=2,
-                         progress=False, quiet=True, callbacks=[Stop()])
+                         progress=False, quiet=True, callbacks=[testing.StopAt(2)])
     experiment.resume(cut, {agent.name: agent}, progress=False, quiet=True)
     with open(os.path.join(whole, "metrics.jsonl")) as a, \
             open(os.path.join(cut, "metrics.jsonl")) as b:

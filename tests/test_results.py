@@ -7,21 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from jaxrl import experiment, results
+from jaxrl import experiment, results, testing
 from jaxrl.agents import REGISTRY, ppo
 from jaxrl.config import ConfigError
 
 CONFIG = ppo.Config(env="CartPole-v1", num_envs=4, rollout_len=16, total_timesteps=4 * 16 * 6,
                     num_minibatches=2, num_epochs=1, hidden_sizes=(8,))
-
-
-class _Stop:
-    def on_chunk(self, first, metrics, info):
-        if info["iteration"] >= 2:
-            raise KeyboardInterrupt
-
-    def on_end(self, result):
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +24,7 @@ def runs(tmp_path_factory):
                      chunk_iterations=2, progress=False, quiet=True)
     with pytest.raises(KeyboardInterrupt):
         experiment.train(ppo.AGENT, CONFIG, hparams, cut, num_seeds=2, chunk_iterations=2,
-                         progress=False, quiet=True, callbacks=[_Stop()])
+                         progress=False, quiet=True, callbacks=[testing.StopAt(2)])
     experiment.resume(cut, REGISTRY, progress=False, quiet=True)
     return whole, cut
 
