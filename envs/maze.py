@@ -131,12 +131,15 @@ class MazeParams(environment.EnvParams):
       start_spread: int32; each episode starts on a free cell drawn uniformly among those
         within this many moves of `start` (0: always `start`). A reverse curriculum
         (Florensa et al. 2017) sets `start = goal` and grows it.
+      start_weights: [K] float32 relative weight of each free cell (`free_cells` order)
+        among those within the spread; a reverse curriculum's start set (all ones: uniform).
       slip: float32 probability that the action taken is replaced by a uniform one.
       max_steps_in_episode: time limit (truncation).
     """
 
     start: jax.Array
     goal: jax.Array
+    start_weights: jax.Array
     start_spread: jax.Array = 0
     slip: jax.Array = 0.0
     max_steps_in_episode: int = 200
@@ -167,6 +170,8 @@ class DiscreteMaze(environment.Environment[MazeState, MazeParams]):
         self.walls = walls
         self.dist = shortest_paths(walls)
         self.free_cells = np.argwhere(~walls).astype(np.int32)  # [K, 2]
+        # Flat index of each free cell, the key of `dist`'s rows and columns.
+        self.free_index = self.free_cells[:, 0] * walls.shape[1] + self.free_cells[:, 1]
         if len(self.free_cells) == 0:
             raise ConfigError("layout has no free cell")
         self.observation = observation
@@ -208,6 +213,7 @@ class DiscreteMaze(environment.Environment[MazeState, MazeParams]):
             raise ConfigError(f"max_steps_in_episode must be a positive int, got {limit!r}")
         return MazeParams(start=jnp.asarray(start, jnp.int32),
                           goal=jnp.asarray(goal, jnp.int32),
+                          start_weights=jnp.ones(len(self.free_cells), jnp.float32),
                           start_spread=jnp.int32(start_spread), slip=jnp.float32(slip),
                           max_steps_in_episode=limit)
 
@@ -259,12 +265,13 @@ class DiscreteMaze(environment.Environment[MazeState, MazeParams]):
         return jnp.asarray(self.dist)[self._index(state.pos), self._index(params.goal)]
 
     def reset_env(self, key: jax.Array, params: MazeParams):
-        # Draw uniformly among free cells within `start_spread` moves of `start`; the start
-        # itself is always among them, so the draw is never empty.
-        near = jnp.asarray(self.dist)[self._index(params.start)][
-            self.free_cells[:, 0] * self.shape[1] + self.free_cells[:, 1]]
+        # Draw among free cells within `start_spread` moves of `start`, by `start_weights`;
+        # all-zero weights there fall back to `start` itself, so the draw is never empty.
+        near = jnp.asarray(self.dist)[self._index(params.start)][self.free_index]
         ok = (near >= 0) & (near <= params.start_spread)
-        pick = jax.random.choice(key, len(self.free_cells), p=ok / ok.sum())
+        weights = jnp.where(ok, params.start_weights, 0.0)
+        weights = jnp.where(weights.sum() > 0, weights, (near == 0).astype(jnp.float32))
+        pick = jax.random.choice(key, len(self.free_cells), p=weights / weights.sum())
         state = MazeState(pos=jnp.asarray(self.free_cells)[pick], time=0)
         return self.get_obs(state, params), state
 
