@@ -1,12 +1,17 @@
 """PPO with and without sparse-reward add-ons on a maze whose goal is far from the start.
 
-Arms: `ppo` (plain), `icm` (`jaxrl.sparse.icm`), `rnd` (`jaxrl.sparse.rnd`) and `shaping`
+Arms: `ppo` (plain), `icm` (`jaxrl.sparse.icm`), `rnd` (`jaxrl.sparse.rnd`), `shaping`
 (`jaxrl.sparse.potential_shaping` with phi = -(shortest-path moves to the goal) / 10, an
 oracle potential read from the maze's distance table: an upper reference, not a method
-that needs no knowledge). Each arm trains `--seeds` vmapped seeds for `--steps` env steps
-per seed and reports, per seed, the success rate (the mean `episode/return`, 1 on reaching
-the goal, else 0) over the episodes completed in the last quarter of the iterations, the
-first iteration with a success, and the mean intrinsic reward the add-on added.
+that needs no knowledge), `teacher` (`jaxrl.curriculum.teacher` over starts on the
+shortest path, every `--lesson` moves farther from the goal, advancing at 80% success) and
+`reverse` (`jaxrl.curriculum.reverse`, reverse curriculum generation from the goal). Each
+arm trains `--seeds` vmapped seeds for `--steps` env steps per seed and reports, per seed:
+the success rate on the target task (start to goal) of the final policy, sampled and
+greedy, over 64 fresh episodes; the training success (the mean `episode/return`, 1 on
+reaching the goal) over the episodes completed in the last quarter of the iterations (from
+the curriculum's starts, not the target's, for the curriculum arms); the first iteration
+with a success; and the mean intrinsic reward the add-on added.
 
 Run from the repository root (results and the command go to `bench/SPARSE.md` by hand):
 
@@ -22,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl import envs, runner, sparse
+from jaxrl import actor_critic, curriculum, envs, rollout, runner, sparse
 from jaxrl.agents import ppo
 
 
@@ -39,14 +44,54 @@ def distance_potential(env_id: str):
     return phi
 
 
-def arms(env_id: str, gamma: float) -> dict:
+def path_levels(env_id: str, every: int) -> list:
+    """Maze params starting on the shortest start-goal path, `every` moves apart, nearest
+    the goal first, ending with the target task itself."""
+    env, params = envs.make(env_id)
+    index = env._index
+    start, goal = index(np.asarray(params.start)), index(np.asarray(params.goal))
+    length = int(env.dist[start, goal])
+    levels = []
+    for d in range(every, length, every):
+        cell = next(c for c in env.free_cells
+                    if env.dist[index(c), goal] == d and env.dist[index(c), start] == length - d)
+        levels.append(env.make_params(start=tuple(int(v) for v in cell)))
+    return levels + [params]
+
+
+def arms(env_id: str, gamma: float, lesson: int) -> dict:
+    env, params = envs.make(env_id)
     return {
         "ppo": ppo.AGENT,
         "icm": ppo.AGENT.extend("ppo-icm", sparse.icm(sparse.ICMConfig(coef=0.1))),
         "rnd": ppo.AGENT.extend("ppo-rnd", sparse.rnd(sparse.RNDConfig(coef=0.5))),
         "shaping": ppo.AGENT.extend("ppo-shaping", sparse.potential_shaping(
             distance_potential(env_id), gamma)),
+        "teacher": ppo.AGENT.extend("ppo-teacher", curriculum.teacher(
+            path_levels(env_id, lesson), 0.8)),
+        "reverse": ppo.AGENT.extend("ppo-reverse", curriculum.reverse(
+            curriculum.maze_starts(env, params, radius=lesson // 2))),
     }
+
+
+def target_success(agent, config, params, episodes: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """`(sampled, greedy)` success rates `[S]` of seed-batched `params` from the target
+    task's start (the env's own params, not the curriculum's)."""
+    setup = agent.setup(config)
+    limit = int(setup.env_params.max_steps_in_episode) + 1
+
+    def sample(p, obs, key):
+        return actor_critic.policy(p, obs, setup)[0].sample(seed=key)
+
+    def greedy(p, obs, key):
+        return agent.greedy_act(p, obs, key, setup)
+
+    rates = []
+    for act in (sample, greedy):
+        run = rollout.make_evaluate(setup.env, setup.env_params, act, episodes, limit)
+        keys = jax.random.split(jax.random.key(7), jax.tree.leaves(params)[0].shape[0])
+        rates.append(np.nanmean(np.asarray(jax.jit(jax.vmap(run))(params, keys)), 1))
+    return rates[0], rates[1]
 
 
 def main() -> None:
@@ -54,19 +99,22 @@ def main() -> None:
     parser.add_argument("--env", default="Maze-15x15-v0")
     parser.add_argument("--steps", type=int, default=400_000)
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--arms", default="ppo,icm,rnd,shaping")
+    parser.add_argument("--arms", default="ppo,icm,rnd,shaping,teacher,reverse")
+    parser.add_argument("--lesson", type=int, default=8,
+                        help="moves between the teacher's starts (the reverse curriculum's "
+                             "expansion radius is half of it)")
     args = parser.parse_args()
     config = ppo.Config(env=args.env, num_envs=16, rollout_len=128,
                         total_timesteps=args.steps, num_minibatches=4, num_epochs=4)
     hparams = ppo.HParams.create()
-    table = arms(args.env, float(hparams.gamma))
+    table = arms(args.env, float(hparams.gamma), args.lesson)
     print(f"{args.env}, {args.steps} steps/seed, {args.seeds} seeds, "
           f"{config.num_iterations} iterations of {config.steps_per_iteration} steps")
     for name in args.arms.split(","):
         agent = table[name]
         train = jax.jit(jax.vmap(runner.make_train(agent, config), in_axes=(0, None)))
         start = time.perf_counter()
-        _, metrics = jax.block_until_ready(
+        state, metrics = jax.block_until_ready(
             train(jax.random.split(jax.random.key(0), args.seeds), hparams))
         wall = time.perf_counter() - start
         ret = np.asarray(metrics["episode/return"])  # [S, I], NaN: no episode ended
@@ -78,7 +126,10 @@ def main() -> None:
         first = [int(np.argmax(r > 0)) if (r > 0).any() else None for r in np.nan_to_num(ret)]
         key = next((k for k in metrics if k.endswith("/intrinsic_mean")), None)
         intrinsic = np.asarray(metrics[key]).mean(1) if key else np.zeros(args.seeds)
-        print(f"{name:8s} success(last 25%) {np.round(success, 3).tolist()} "
+        sampled, greedy = target_success(agent, config, state.params)
+        print(f"{name:8s} target success sampled {np.round(sampled.astype(float), 3).tolist()} greedy "
+              f"{np.round(greedy.astype(float), 3).tolist()} training success(last 25%) "
+              f"{np.round(success.astype(float), 3).tolist()} "
               f"first success iteration {first} intrinsic mean "
               f"{np.round(intrinsic, 4).tolist()} ({wall:.0f} s with compilation)", flush=True)
 
