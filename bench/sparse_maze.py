@@ -3,8 +3,9 @@
 Arms: `ppo` (plain), `icm` (`jaxrl.sparse.icm`), `rnd` (`jaxrl.sparse.rnd`), `shaping`
 (`jaxrl.sparse.potential_shaping` with phi = -(shortest-path moves to the goal) / 10, an
 oracle potential read from the maze's distance table: an upper reference, not a method
-that needs no knowledge), `teacher` (`jaxrl.curriculum.teacher` over starts on the
-shortest path, every `--lesson` moves farther from the goal, advancing at 80% success) and
+that needs no knowledge), `teacher` (`jaxrl.curriculum.teacher` over lessons whose episodes start
+anywhere within `d` moves of the goal, `d` growing by `--lesson`, then the target task;
+it advances when a moving average of success reaches 80%) and
 `reverse` (`jaxrl.curriculum.reverse`, reverse curriculum generation from the goal). Each
 arm trains `--seeds` vmapped seeds for `--steps` env steps per seed and reports, per seed:
 the success rate on the target task (start to goal) of the final policy, sampled and
@@ -44,19 +45,15 @@ def distance_potential(env_id: str):
     return phi
 
 
-def path_levels(env_id: str, every: int) -> list:
-    """Maze params starting on the shortest start-goal path, `every` moves apart, nearest
-    the goal first, ending with the target task itself."""
+def spread_levels(env_id: str, every: int) -> list:
+    """Maze params whose episodes start anywhere within `d` moves of the goal, `d` growing
+    by `every`, ending with the target task itself (start to goal)."""
     env, params = envs.make(env_id)
-    index = env._index
-    start, goal = index(np.asarray(params.start)), index(np.asarray(params.goal))
+    start, goal = env._index(np.asarray(params.start)), env._index(np.asarray(params.goal))
     length = int(env.dist[start, goal])
-    levels = []
-    for d in range(every, length, every):
-        cell = next(c for c in env.free_cells
-                    if env.dist[index(c), goal] == d and env.dist[index(c), start] == length - d)
-        levels.append(env.make_params(start=tuple(int(v) for v in cell)))
-    return levels + [params]
+    goal_cell = tuple(int(v) for v in params.goal)
+    return [env.make_params(start=goal_cell, start_spread=d)
+            for d in range(every, length, every)] + [params]
 
 
 def arms(env_id: str, gamma: float, lesson: int) -> dict:
@@ -68,7 +65,7 @@ def arms(env_id: str, gamma: float, lesson: int) -> dict:
         "shaping": ppo.AGENT.extend("ppo-shaping", sparse.potential_shaping(
             distance_potential(env_id), gamma)),
         "teacher": ppo.AGENT.extend("ppo-teacher", curriculum.teacher(
-            path_levels(env_id, lesson), 0.8)),
+            spread_levels(env_id, lesson), 0.8, smoothing=0.5)),
         "reverse": ppo.AGENT.extend("ppo-reverse", curriculum.reverse(
             curriculum.maze_starts(env, params, radius=lesson // 2))),
     }
@@ -100,15 +97,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400_000)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--arms", default="ppo,icm,rnd,shaping,teacher,reverse")
+    parser.add_argument("--torso", default="mlp", choices=("mlp", "cnn"))
     parser.add_argument("--lesson", type=int, default=8,
                         help="moves between the teacher's starts (the reverse curriculum's "
                              "expansion radius is half of it)")
     args = parser.parse_args()
     config = ppo.Config(env=args.env, num_envs=16, rollout_len=128,
-                        total_timesteps=args.steps, num_minibatches=4, num_epochs=4)
+                        total_timesteps=args.steps, num_minibatches=4, num_epochs=4,
+                        torso=args.torso)
     hparams = ppo.HParams.create()
     table = arms(args.env, float(hparams.gamma), args.lesson)
-    print(f"{args.env}, {args.steps} steps/seed, {args.seeds} seeds, "
+    print(f"{args.env}, {args.torso} torso, {args.steps} steps/seed, {args.seeds} seeds, "
           f"{config.num_iterations} iterations of {config.steps_per_iteration} steps")
     for name in args.arms.split(","):
         agent = table[name]
@@ -127,11 +126,15 @@ def main() -> None:
         key = next((k for k in metrics if k.endswith("/intrinsic_mean")), None)
         intrinsic = np.asarray(metrics[key]).mean(1) if key else np.zeros(args.seeds)
         sampled, greedy = target_success(agent, config, state.params)
+        # Where a curriculum ended: its stage or its starts' mean distance to the goal.
+        ends = {k: np.round(np.asarray(v)[:, -10:].mean(1).astype(float), 1).tolist()
+                for k, v in metrics.items() if k.endswith(("/stage", "/mean_distance"))}
         print(f"{name:8s} target success sampled {np.round(sampled.astype(float), 3).tolist()} greedy "
               f"{np.round(greedy.astype(float), 3).tolist()} training success(last 25%) "
               f"{np.round(success.astype(float), 3).tolist()} "
               f"first success iteration {first} intrinsic mean "
-              f"{np.round(intrinsic, 4).tolist()} ({wall:.0f} s with compilation)", flush=True)
+              f"{np.round(intrinsic, 4).tolist()} {ends or ''} ({wall:.0f} s with compilation)",
+              flush=True)
 
 
 if __name__ == "__main__":

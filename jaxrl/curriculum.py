@@ -280,22 +280,24 @@ def count_episodes(state: ReverseState, start: jax.Array, done: jax.Array,
 
 def select_starts(state: ReverseState, near: jax.Array, *, low: float, high: float,
                   min_attempts: int) -> ReverseState:
-    """The start sets after an update, counts reset.
+    """The start sets after an update.
 
-    Good starts are those tried at least `min_attempts` times with a success rate in
-    `[low, high]`; they join `old` and the new active set is every start within one
-    expansion step of one of them. Without a good start, the expansion grows from the
-    starts already mastered (rate above `high`), else the active set is kept.
+    A start tried at least `min_attempts` times is judged: good if its success rate lies
+    in `[low, high]`. Good starts join `old`, and the new active set is every start within
+    one expansion step of one of them, plus the active starts not yet judged (they keep
+    their counts; judged counts are reset). Without a good start, the expansion grows from
+    the starts already mastered (rate above `high`), else the active set is kept.
     """
-    tried = state.attempts >= min_attempts
+    judged = state.attempts >= min_attempts
     rate = state.successes / jnp.maximum(state.attempts, 1.0)
-    good = tried & (rate >= low) & (rate <= high)
-    easy = tried & (rate > high)
+    good = judged & (rate >= low) & (rate <= high)
+    easy = judged & (rate > high)
     seeds = jnp.where(good.any(), good, jnp.where(easy.any(), easy, state.active))
-    active = (seeds[:, None] & near).any(0)
-    zeros = jnp.zeros_like(state.attempts)
-    return state.replace(active=active, old=state.old | good, attempts=zeros,
-                         successes=zeros, iteration=jnp.int32(0))
+    active = (seeds[:, None] & near).any(0) | (state.active & ~judged)
+    return state.replace(active=active, old=state.old | good,
+                         attempts=jnp.where(judged, 0.0, state.attempts),
+                         successes=jnp.where(judged, 0.0, state.successes),
+                         iteration=jnp.int32(0))
 
 
 def reverse(starts: Starts, *, low: float = 0.1, high: float = 0.9, replay: float = 1 / 3,

@@ -72,12 +72,24 @@ def test_select_starts_keeps_only_the_band_and_expands_one_step():
         current=jnp.zeros(2, jnp.int32), fresh=jnp.ones(2, bool), iteration=jnp.int32(3))
     new = curriculum.select_starts(state, jnp.asarray(near), low=0.1, high=0.9,
                                    min_attempts=2)
-    # Only start 1 is good (start 0 is mastered, start 2 too rarely tried).
+    # Only start 1 is good (start 0 is mastered, start 2 too rarely tried: it stays active
+    # and keeps its count).
     np.testing.assert_array_equal(new.old, [0, 1, 0, 0, 1])
     np.testing.assert_array_equal(new.active, [1, 1, 1, 0, 0])
-    assert float(new.attempts.sum()) == 0 and int(new.iteration) == 0
+    np.testing.assert_array_equal(new.attempts, [0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(new.successes, [0, 0, 1, 0, 0])
+    assert int(new.iteration) == 0
+    # A start judged too hard (rate below the band) leaves the active set.
+    hard = state.replace(successes=jnp.asarray([4, 2, 1, 0, 0], jnp.float32),
+                         attempts=jnp.asarray([4, 4, 1, 0, 0], jnp.float32),
+                         active=jnp.asarray([1, 1, 1, 1, 1], bool))
+    hard = hard.replace(attempts=hard.attempts.at[4].set(5.0))  # 0 of 5: too hard
+    new = curriculum.select_starts(hard, jnp.asarray(near), low=0.1, high=0.9,
+                                   min_attempts=2)
+    np.testing.assert_array_equal(new.active, [1, 1, 1, 1, 0])
     # Everything mastered: the frontier grows from the mastered starts.
-    mastered = state.replace(successes=state.attempts)
+    mastered = state.replace(successes=state.attempts, active=jnp.asarray([1, 1, 0, 0, 0],
+                                                                            bool))
     new = curriculum.select_starts(mastered, jnp.asarray(near), low=0.1, high=0.9,
                                    min_attempts=2)
     np.testing.assert_array_equal(new.active, [1, 1, 1, 0, 0])
