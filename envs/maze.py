@@ -14,8 +14,12 @@ Two gymnax 1.0 environments for exploration and goal-reaching, registered as
   `zero_one_reward`.
 
 Both expose `success(state, params)`, `distance(state, params)`, `achieved_goal(state)` and
-`goal_space(params)` for goal-conditioned agents (hindsight relabelling, Andrychowicz et al.
-2017), and `make_params(...)`, which validates a start and goal on the host.
+`goal_space(params)` for goal-conditioned agents, and `make_params(...)`, which validates a
+start and goal on the host. For hindsight relabelling (Andrychowicz et al. 2017,
+`jaxrl.her`) they also read and replace goals in observations (`obs_achieved`, `obs_goal`,
+`with_goal`) and score any goal (`goal_reached`, `goal_reward`); `step` computes its reward
+and termination with the same two functions, so a relabelled transition is one the env
+could have produced.
 """
 
 from __future__ import annotations
@@ -256,9 +260,44 @@ class DiscreteMaze(environment.Environment[MazeState, MazeParams]):
         """The goal this state achieves: its cell, `[2]` int32."""
         return state.pos
 
+    def goal_reached(self, achieved: jax.Array, goal: jax.Array,
+                     params: MazeParams) -> jax.Array:
+        """bool scalar: cell `achieved [2]` is cell `goal [2]`."""
+        del params
+        return jnp.all(achieved == goal)
+
+    def goal_reward(self, achieved: jax.Array, goal: jax.Array,
+                    params: MazeParams) -> jax.Array:
+        """float32 scalar: the step's reward had `goal` been the goal (1 on it, else 0)."""
+        return self.goal_reached(achieved, goal, params).astype(jnp.float32)
+
+    def obs_achieved(self, obs: jax.Array) -> jax.Array:
+        """The cell `[2]` int32 an observation shows the agent on."""
+        if self.observation == "flat":
+            scale = jnp.asarray(self.shape, jnp.float32) - 1.0
+            return jnp.round(obs[:2] * scale).astype(jnp.int32)
+        flat = jnp.argmax(obs[..., 1].reshape(-1))
+        return jnp.stack([flat // self.shape[1], flat % self.shape[1]]).astype(jnp.int32)
+
+    def obs_goal(self, obs: jax.Array) -> jax.Array:
+        """The goal cell `[2]` int32 an observation shows."""
+        if self.observation == "flat":
+            scale = jnp.asarray(self.shape, jnp.float32) - 1.0
+            return jnp.round(obs[2:] * scale).astype(jnp.int32)
+        flat = jnp.argmax(obs[..., 2].reshape(-1))
+        return jnp.stack([flat // self.shape[1], flat % self.shape[1]]).astype(jnp.int32)
+
+    def with_goal(self, obs: jax.Array, goal: jax.Array) -> jax.Array:
+        """The observation `obs` would be with goal cell `goal [2]`."""
+        if self.observation == "flat":
+            scale = jnp.asarray(self.shape, jnp.float32) - 1.0
+            return obs.at[2:].set(goal / scale)
+        plane = jnp.zeros(self.shape, jnp.float32).at[goal[0], goal[1]].set(1.0)
+        return obs.at[..., 2].set(plane)
+
     def success(self, state: MazeState, params: MazeParams) -> jax.Array:
         """bool scalar: the agent is on the goal cell."""
-        return jnp.all(state.pos == params.goal)
+        return self.goal_reached(state.pos, params.goal, params)
 
     def distance(self, state: MazeState, params: MazeParams) -> jax.Array:
         """int32 scalar: moves on the shortest path to the goal (-1 if unreachable)."""
@@ -287,8 +326,8 @@ class DiscreteMaze(environment.Environment[MazeState, MazeParams]):
         blocked = jnp.asarray(self.walls)[target[0], target[1]]
         pos = jnp.where(blocked, state.pos, target)
         state = MazeState(pos=pos, time=state.time + 1)
-        reached = self.success(state, params)
-        return (self.get_obs(state, params), state, reached.astype(jnp.float32), reached, {})
+        reward = self.goal_reward(state.pos, params.goal, params)
+        return (self.get_obs(state, params), state, reward, self.success(state, params), {})
 
 
 @struct.dataclass
@@ -427,9 +466,32 @@ class PointMaze(environment.Environment[PointState, PointParams]):
         """float32 scalar: Euclidean distance to the goal (walls ignored)."""
         return jnp.linalg.norm(state.pos - params.goal)
 
+    def goal_reached(self, achieved: jax.Array, goal: jax.Array,
+                     params: PointParams) -> jax.Array:
+        """bool scalar: position `achieved [2]` is within `goal_radius` of `goal [2]`."""
+        return jnp.linalg.norm(achieved - goal) <= params.goal_radius
+
+    def goal_reward(self, achieved: jax.Array, goal: jax.Array,
+                    params: PointParams) -> jax.Array:
+        """float32 scalar: the step's reward had `goal` been the goal (see the class)."""
+        reached = self.goal_reached(achieved, goal, params).astype(jnp.float32)
+        return jnp.where(params.zero_one_reward, reached, reached - 1.0)
+
+    def obs_achieved(self, obs: jax.Array) -> jax.Array:
+        """The position `[2]` an observation `[6]` shows."""
+        return obs[:2]
+
+    def obs_goal(self, obs: jax.Array) -> jax.Array:
+        """The goal `[2]` an observation `[6]` shows."""
+        return obs[4:]
+
+    def with_goal(self, obs: jax.Array, goal: jax.Array) -> jax.Array:
+        """The observation `obs [6]` would be with goal `goal [2]`."""
+        return obs.at[4:].set(goal)
+
     def success(self, state: PointState, params: PointParams) -> jax.Array:
         """bool scalar: within `goal_radius` of the goal."""
-        return self.distance(state, params) <= params.goal_radius
+        return self.goal_reached(state.pos, params.goal, params)
 
     def reset_env(self, key: jax.Array, params: PointParams):
         noise = jax.random.uniform(key, (2,), jnp.float32, -1.0, 1.0) * params.start_noise
@@ -450,10 +512,8 @@ class PointMaze(environment.Environment[PointState, PointParams]):
             state.pos, inside, walls[:, :2], walls[:, 2:]).any()
         state = PointState(pos=jnp.where(hit, state.pos, inside),
                            vel=jnp.where(hit, 0.0, vel), time=state.time + 1)
-        reached = self.success(state, params)
-        reward = jnp.where(params.zero_one_reward, reached.astype(jnp.float32),
-                           reached.astype(jnp.float32) - 1.0)
-        return self.get_obs(state, params), state, reward, reached, {}
+        reward = self.goal_reward(state.pos, params.goal, params)
+        return self.get_obs(state, params), state, reward, self.success(state, params), {}
 
 
 MAZES = {
