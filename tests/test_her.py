@@ -27,8 +27,9 @@ TRUNCATED = {(5, 0)}
 
 
 def position(t, e):
-    """x grows 0.1 per step, so every stored next position is distinct."""
-    return np.array([0.05 * (t + 1) * 2, 0.2 + 0.5 * e], np.float32)
+    """The position after step `t` of env `e`: x grows 0.1 per step, so every stored
+    next position is distinct."""
+    return np.array([0.1 * (t + 1), 0.2 + 0.5 * e], np.float32)
 
 
 def obs(t, e):
@@ -36,20 +37,18 @@ def obs(t, e):
     return np.concatenate([position(t, e), [0.0, 0.0], [0.9, 0.9]]).astype(np.float32)
 
 
-def filled(num_rows, sequence_length=1):
-    """A uniform buffer with rows 0..num_rows-1 of the hand-built episodes."""
-    buf = buffers.make_uniform(capacity=N * ROWS, num_envs=N, batch_size=B,
-                               sequence_length=sequence_length, min_size=1)
+def filled(num_rows):
+    """`(BUFFER, state)` with rows 0..num_rows-1 of the hand-built episodes."""
     row = lambda t: Transition(  # noqa: E731
         obs=jnp.asarray(np.stack([obs(t - 1, e) for e in range(N)])),
         action=jnp.full((N, 2), t, jnp.float32), reward=-jnp.ones(N, jnp.float32),
         terminated=jnp.asarray([(t, e) in TERMINATED for e in range(N)]),
         truncated=jnp.asarray([(t, e) in TRUNCATED for e in range(N)]),
         next_obs=jnp.asarray(np.stack([obs(t, e) for e in range(N)])))
-    state = buf.init(jax.tree.map(lambda x: x[0], row(0)))
+    state = BUFFER.init(jax.tree.map(lambda x: x[0], row(0)))
     for t in range(num_rows):
-        state = buf.add(state, row(t))
-    return buf, state
+        state = _add(state, row(t))
+    return BUFFER, state
 
 
 def numpy_episode_end(t, e, newest):
@@ -62,13 +61,22 @@ def numpy_episode_end(t, e, newest):
     return newest
 
 
-def relabelled_sample(strategy, ratio, num_rows=7, sequence_length=1, key=0):
-    buf, state = filled(num_rows, sequence_length)
-    her_buf = her.make_buffer(buf, ENV, PARAMS, her.HER(strategy=strategy, relabel_ratio=ratio),
-                              horizon=200)
-    sample = jax.jit(her_buf.sample)(state, jax.random.key(key))
+BUFFER = buffers.make_uniform(capacity=N * ROWS, num_envs=N, batch_size=B, min_size=1)
+_add = jax.jit(BUFFER.add)
+# One relabelling buffer (and one compiled `sample`) per setting, shared by the tests.
+SAMPLERS = {
+    (strategy, ratio): jax.jit(her.make_buffer(
+        BUFFER, ENV, PARAMS, her.HER(strategy=strategy, relabel_ratio=ratio),
+        horizon=200).sample)
+    for strategy, ratio in [("final", 1.0), ("future", 1.0), ("future", 0.0), ("future", 0.5)]}
+
+
+def relabelled_sample(strategy, ratio, num_rows=7, key=0):
+    """`(state, sample as NumPy, rows [B], envs [B])` of the hand-built buffer."""
+    _, state = filled(num_rows)
+    sample = SAMPLERS[strategy, ratio](state, jax.random.key(key))
     rows, envs = np.divmod(np.asarray(sample.indices), N)
-    return buf, state, sample, rows, envs
+    return state, jax.tree.map(np.asarray, sample), rows, envs
 
 
 def step_of(goal_x):
@@ -103,7 +111,7 @@ def check_rewards(items, rows, envs, goal_rows):
 
 
 def test_final_relabels_with_the_episode_end(final_sample):
-    _, _, sample, rows, envs = final_sample
+    _, sample, rows, envs = final_sample
     ends = [numpy_episode_end(t, e, newest=6) for t, e in zip(rows, envs)]
     check_rewards(sample.items, rows, envs, ends)
     # Hand-worked: env 0 rows 0..2 end at 2, 3..5 at 5 (truncated), 6 is still running.
@@ -111,13 +119,12 @@ def test_final_relabels_with_the_episode_end(final_sample):
     for (t, e), end in expected.items():
         picked = (rows == t) & (envs == e)
         assert picked.any()
-        goals_x = np.asarray(sample.items.obs[picked, 0, 4])
-        np.testing.assert_allclose(goals_x, position(end, e)[0])
+        np.testing.assert_allclose(sample.items.obs[picked, 0, 4], position(end, e)[0])
 
 
 def test_future_draws_every_later_step_of_the_episode_and_nothing_else(future_sample):
-    _, _, sample, rows, envs = future_sample
-    goal_rows = [step_of(x) for x in np.asarray(sample.items.obs[:, 0, 4])]
+    _, sample, rows, envs = future_sample
+    goal_rows = [step_of(x) for x in sample.items.obs[:, 0, 4]]
     check_rewards(sample.items, rows, envs, goal_rows)
     for t in range(7):
         for e in range(N):
@@ -132,7 +139,7 @@ def test_future_draws_every_later_step_of_the_episode_and_nothing_else(future_sa
 def test_episode_end_is_found_across_the_ring_wrap():
     # 13 rows into 10: rows 10..12 overwrite 0..2; env 1's done at row 3 is still stored,
     # and the newest row (12, slot 2) ends unfinished episodes.
-    _, state, sample, slots, envs = relabelled_sample("final", 1.0, num_rows=13)
+    _, sample, slots, envs = relabelled_sample("final", 1.0, num_rows=13)
     stored_step = {slot: slot + 10 if slot <= 2 else slot for slot in range(ROWS)}
     for b, (slot, e) in enumerate(zip(slots, envs)):
         t = stored_step[slot]
@@ -141,11 +148,11 @@ def test_episode_end_is_found_across_the_ring_wrap():
 
 
 def test_ratio_zero_is_the_plain_sample_and_half_relabels_about_half():
-    buf, state, sample, _, _ = relabelled_sample("future", 0.0)
-    plain = buf.sample(state, jax.random.split(jax.random.key(0), 3)[0])
-    chex.assert_trees_all_equal(sample, plain)
+    state, sample, _, _ = relabelled_sample("future", 0.0)
+    plain = BUFFER.sample(state, jax.random.split(jax.random.key(0), 3)[0])
+    chex.assert_trees_all_equal(sample, jax.tree.map(np.asarray, plain))
     *_, half, _, _ = relabelled_sample("future", 0.5)
-    changed = np.asarray(half.items.obs[:, 0, 4]) != 0.9
+    changed = half.items.obs[:, 0, 4] != np.float32(0.9)
     assert 0.4 < changed.mean() < 0.6
 
 
@@ -176,8 +183,8 @@ def test_relabelling_a_window_cuts_where_the_old_episode_ended():
 
 
 def test_sampling_compiles_once_and_vmaps_over_seeds():
-    buf, state = filled(7)
-    her_buf = her.make_buffer(buf, ENV, PARAMS, her.HER(), horizon=200)
+    _, state = filled(7)
+    her_buf = her.make_buffer(BUFFER, ENV, PARAMS, her.HER(), horizon=200)
     keys = jax.random.split(jax.random.key(3), 3)
     outs = testing.assert_compiles_once(her_buf.sample, [(state, k) for k in keys])
     states = jax.tree.map(lambda x: jnp.stack([x] * 3), state)
