@@ -3,7 +3,7 @@
 Arms: `sac`, `sac-her`, `td3`, `td3-her` (`jaxrl.her.extend` with `future` goals, ratio
 0.8). Each arm trains `--seeds` vmapped seeds for `--steps` env steps per seed and reports,
 per seed: the success rate of the final greedy policy over `--episodes` fresh episodes of
-the env's own task (`env.success`), and, over the last quarter of the iterations, the
+the env's own task (`env.success`), the same for the actor's own sampling (SAC only), and, over the last quarter of the iterations, the
 training episodes' count, mean return and mean length (a mean length below the time limit
 means some episodes reached the goal).
 
@@ -38,9 +38,16 @@ def make_agent(arm: str):
         if arm.endswith("-her") else base
 
 
-def evaluate(agent, setup, params, key, num_episodes: int) -> jax.Array:
-    """Success rate `[]` of the greedy policy over `num_episodes` fresh episodes."""
+def evaluate(agent, setup, params, key, num_episodes: int, *, sampled: bool) -> jax.Array:
+    """Success rate `[]` over `num_episodes` fresh episodes of the greedy policy, or with
+    `sampled` of the actor's own sampling (SAC's squashed Gaussian)."""
     env, env_params = envs.make(setup.config.env)
+
+    def policy(obs, key):
+        if sampled:
+            return ddpg.sample_action(params["actor"], obs, key, setup)[0]
+        return agent.greedy_act(params, obs, key, setup)
+
     horizon = env_params.max_steps_in_episode
 
     def episode(key):
@@ -49,8 +56,10 @@ def evaluate(agent, setup, params, key, num_episodes: int) -> jax.Array:
 
         def step(carry, key):
             obs, state, alive, success = carry
-            action = agent.greedy_act(params, obs, key, setup)
-            obs, state, _, terminated, truncated, _ = env.step(key, state, action, env_params)
+            act_key, step_key = jax.random.split(key)
+            action = policy(obs, act_key)
+            obs, state, _, terminated, truncated, _ = env.step(step_key, state, action,
+                                                               env_params)
             success = success | (alive & terminated)
             return (obs, state, alive & ~terminated & ~truncated, success), None
 
@@ -73,14 +82,21 @@ def run_arm(env_id: str, arm: str, steps: int, seeds: int, episodes: int, num_en
     jax.block_until_ready(state)
     seconds = time.perf_counter() - start
     params = state.params
-    success = jax.jit(jax.vmap(lambda p, k: evaluate(agent, setup, p, k, episodes)))(
-        params, jax.random.split(jax.random.key(1), seeds))
+    eval_keys = jax.random.split(jax.random.key(1), seeds)
+    success = jax.jit(jax.vmap(
+        lambda p, k: evaluate(agent, setup, p, k, episodes, sampled=False)))(params, eval_keys)
+    sampled = None
+    if config.policy == "gaussian":
+        sampled = np.asarray(jax.jit(jax.vmap(
+            lambda p, k: evaluate(agent, setup, p, k, episodes, sampled=True)))(
+                params, eval_keys)).round(3).tolist()
     limit = envs.make(env_id)[1].max_steps_in_episode
     tail = slice(config.num_iterations * 3 // 4, None)  # the last quarter of iterations
     count = np.asarray(metrics["episode/count"])[:, tail]
     returns = np.asarray(metrics["episode/return"])[:, tail]
     return {"env": env_id, "arm": arm, "steps": steps, "seeds": seeds, "num_envs": num_envs,
             "eval_success": np.asarray(success).round(3).tolist(),
+            "eval_success_sampled": sampled,
             "train_episodes_last_quarter": count.sum(axis=1).astype(int).tolist(),
             "train_mean_return_last_quarter": np.nanmean(returns, axis=1).round(1).tolist(),
             "time_limit": limit, "seconds_with_compile": round(seconds, 1)}

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl import buffers, her, runner, testing
+from jaxrl import agents, buffers, her, runner, testing
 from jaxrl.agents import ddpg
 from jaxrl.config import ConfigError
 from jaxrl.envs.maze import PointMaze
@@ -217,3 +217,15 @@ def test_extended_agent_trains_vmapped_seeds():
     testing.assert_tree_finite(state.params, "params")
     assert float(np.asarray(metrics["replay/learning"])[:, -1].min()) == 1.0
     testing.assert_seeds_differ(np.asarray(jax.tree.leaves(state.params)[0]), "params")
+
+
+@pytest.mark.parametrize("name,env_id", [("dqn", "Maze-9x9-v0"), ("ddpg", "PointMaze-v0"),
+                                         ("td3", "GoalPendulum-v0"), ("sac", "PointMaze-v0")])
+def test_every_replay_family_takes_the_relabelling_buffer(name, env_id):
+    base = agents.get(name)
+    agent = her.extend(base, her.HER(strategy="final"))
+    config, _ = agent.settings(env_id, tuned=False, total_timesteps=1000, buffer_size=1000,
+                               learning_starts=100, minibatch_size=32)
+    inner, setup = base.setup(config), agent.setup(config)
+    assert setup.buffer.sample.__qualname__ == "make_buffer.<locals>.sample"
+    assert inner.buffer.sample.__qualname__ != setup.buffer.sample.__qualname__
