@@ -229,3 +229,29 @@ def test_every_replay_family_takes_the_relabelling_buffer(name, env_id):
     inner, setup = base.setup(config), agent.setup(config)
     assert setup.buffer.sample.__qualname__ == "make_buffer.<locals>.sample"
     assert inner.buffer.sample.__qualname__ != setup.buffer.sample.__qualname__
+
+
+@pytest.mark.parametrize("tested,reached,valid", [
+    (True, False, True), (True, True, False), (False, False, False), (False, True, False)])
+def test_subgoal_penalty_applies_only_to_tested_unreached_subgoals(tested, reached, valid):
+    from jaxrl.agents import hac
+    obs_tm1, obs_t = jnp.asarray(obs(0, 0)), jnp.asarray(obs(4, 0))  # ends at x = 0.5
+    subgoal = jnp.asarray([0.5, 0.2] if reached else [0.8, 0.2], jnp.float32)
+    goal = jnp.asarray([0.9, 0.9], jnp.float32)
+    transition, ok = hac.subgoal_test_transition(obs_tm1, subgoal, obs_t, goal,
+                                                 jnp.bool_(tested), 10.0, ENV, PARAMS)
+    assert bool(ok) == valid
+    assert float(transition.reward) == -10.0 and bool(transition.terminated)
+    np.testing.assert_allclose(transition.action, subgoal)
+
+
+@pytest.mark.parametrize("goal,reward", [((0.9, 0.9), -1.0), ((0.55, 0.2), 0.0)])
+def test_hindsight_action_is_the_achieved_goal(goal, reward):
+    from jaxrl.agents import hac
+    obs_tm1, obs_t = jnp.asarray(obs(0, 0)), jnp.asarray(obs(4, 0))
+    t = hac.hindsight_action_transition(obs_tm1, obs_t, jnp.asarray(goal, jnp.float32),
+                                        ENV, PARAMS)
+    np.testing.assert_allclose(t.action, position(4, 0))
+    assert float(t.reward) == reward and bool(t.terminated) == (reward == 0.0)
+    np.testing.assert_allclose(t.obs[4:], goal)
+    np.testing.assert_allclose(t.next_obs[4:], goal)
