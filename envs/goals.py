@@ -5,7 +5,8 @@ Hierarchies with Hindsight", arXiv 1712.00948): the gym pendulum (gymnax's `Pend
 physics, reused, not copied) whose reward is sparse, -1 per step until the angle and the
 angular velocity are both within a tolerance of the goal's (0 on that step, terminated).
 A goal velocity near 0 at the goal angle is what "hold" means: the pendulum must arrive
-slowly enough to stay. Registered as `GoalPendulum-v0` (goal upright and still).
+slowly enough to stay. Registered as `GoalPendulum-v0` (goal upright and still) and
+`GoalPendulum-Any-v0` (each episode's goal angle uniform on the circle, velocity 0).
 
 The goal `(angle, velocity)` is drawn at every reset from a box around `params.goal` and
 kept in the state, so a curriculum moves `params`. The env exposes the goal interface of
@@ -14,6 +15,8 @@ kept in the state, so a curriculum moves `params`. The env exposes the goal inte
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -73,22 +76,26 @@ class GoalPendulum(environment.Environment[GoalPendulumState, GoalPendulumParams
     Action `[1]` torque in `[-max_torque, max_torque]`. Goals are `[2]` (angle, velocity).
     """
 
-    def __init__(self, max_steps_in_episode: int = 200):
+    def __init__(self, *, goal=(0.0, 0.0), goal_spread=(0.0, 0.0),
+                 max_steps_in_episode: int = 200):
         self._physics = pendulum.Pendulum()
+        self._goal, self._goal_spread = goal, goal_spread
         self._max_steps = max_steps_in_episode
         self.make_params()
 
-    def make_params(self, goal=(0.0, 0.0), *, goal_spread=(0.0, 0.0),
+    def make_params(self, goal=None, *, goal_spread=None,
                     angle_tolerance: float = 0.2, speed_tolerance: float = 0.6,
                     max_steps_in_episode: int | None = None) -> GoalPendulumParams:
-        """Validated `GoalPendulumParams` (host code).
+        """Validated `GoalPendulumParams` (host code); unset goal and spread take the
+        constructor's.
 
         Raises:
           ConfigError: a goal or spread that is not two numbers, a goal speed or spread
             beyond `max_speed`, a non-positive tolerance, or a non-positive time limit.
         """
-        goal = np.asarray(goal, np.float32)
-        spread = np.asarray(goal_spread, np.float32)
+        goal = np.asarray(self._goal if goal is None else goal, np.float32)
+        spread = np.asarray(self._goal_spread if goal_spread is None else goal_spread,
+                            np.float32)
         for name, value in (("goal", goal), ("goal_spread", spread)):
             if value.shape != (2,) or not np.isfinite(value).all():
                 raise ConfigError(f"{name} must be two finite numbers (angle, velocity), got "
@@ -204,4 +211,8 @@ class GoalPendulum(environment.Environment[GoalPendulumState, GoalPendulumParams
         return self.get_obs(state), state, reward, self.success(state, params), {}
 
 
-GOAL_ENVS = {"GoalPendulum-v0": GoalPendulum}
+GOAL_ENVS = {
+    "GoalPendulum-v0": GoalPendulum,
+    # Every episode a goal angle drawn uniformly on the circle, to be reached slowly.
+    "GoalPendulum-Any-v0": functools.partial(GoalPendulum, goal_spread=(float(np.pi), 0.0)),
+}

@@ -194,6 +194,10 @@ def setup_buffer(setup: Setup, her: HER) -> Setup:
 def extend(agent: Agent, her: HER | None = None, *, name: str | None = None) -> Agent:
     """`agent` (a replay agent) learning from hindsight-relabelled replay.
 
+    Relabelled windows carry the env's reward for the new goal: an add-on's shaped or
+    intrinsic reward (stored in `reward`) survives only in windows left as they were.
+    Goal tolerances are read from `setup.env_params`, not from an add-on's `env_params`.
+
     Returns:
       The same record under `name` (default `<agent>-her`) whose `setup` wraps the
       agent's buffer with `make_buffer`; init, iteration and acting are the agent's own.

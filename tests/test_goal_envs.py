@@ -138,6 +138,9 @@ def test_pendulum_draws_goals_inside_the_spread():
 def test_pendulum_is_registered_and_validates():
     env, params = envs.make("GoalPendulum-v0")
     assert envs.env_spec(env, params).obs_shape == (5,)
+    np.testing.assert_allclose(params.goal_spread, [0.0, 0.0])
+    _, params = envs.make("GoalPendulum-Any-v0")
+    np.testing.assert_allclose(params.goal_spread, [np.pi, 0.0])
     for kwargs in [dict(goal=(0.0,)), dict(goal_spread=(-1.0, 0.0)),
                    dict(angle_tolerance=0.0), dict(max_steps_in_episode=0),
                    dict(goal=(0.0, 7.5), goal_spread=(0.0, 1.0))]:
