@@ -3,15 +3,15 @@
 Arms: `sac`, `sac-her`, `td3`, `td3-her` (`jaxrl.her.extend` with `future` goals, ratio
 0.8). Each arm trains `--seeds` vmapped seeds for `--steps` env steps per seed and reports,
 per seed: the success rate of the final greedy policy over `--episodes` fresh episodes of
-the env's own task (`env.success`), the same for the actor's own sampling (SAC only), and, over the last quarter of the iterations, the
-training episodes' count, mean return and mean length (a mean length below the time limit
-means some episodes reached the goal).
+the env's own task (`env.success`), the same for the actor's own sampling (SAC only), and,
+over the last quarter of the iterations, the training episodes' count and mean return
+(-time limit when no episode reached the goal).
 
 Results are appended to `--json-out` one (env, arm) at a time, and pairs already there
 are skipped, so an interrupted run resumes. Run from the repository root, niced (the
 numbers go to `bench/HER.md` by hand):
 
-    nice -n 10 .venv/bin/python bench/her.py --env PointMaze-v0 --steps 20000 --seeds 4
+    nice -n 10 .venv/bin/python bench/her.py --env PointMaze-v0 --steps 60000 --seeds 4
 """
 
 from __future__ import annotations
