@@ -28,8 +28,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
-
 from jaxrl.config import ConfigError, check_choice, check_int, check_real
 from jaxrl.types import Params, PRNGKey
 
@@ -337,23 +335,23 @@ def grow_params(params: Params, step: Growth, key: PRNGKey) -> Params:
     return deepen(params, step.index, step.activation, eps=step.eps)
 
 
-def grow_opt_state(opt_state: Any, new_params: Params, tx: optax.GradientTransformation,
-                   step: Growth, key: PRNGKey, *, rule: str = "map") -> Any:
+def grow_opt_state(opt_state: Any, fresh: Any, step: Growth, key: PRNGKey, *,
+                   rule: str = "map") -> Any:
     """The optimizer state for the grown parameters.
 
-    `rule = "reset"`: `tx.init(new_params)`. `rule = "map"`: Adam's (or momentum's) moments
-    are mapped with the same replication as the parameters: a replica's gradient on its
-    incoming weights is the old one divided by its count (so `mu / c`, `nu / c^2`), on its
-    outgoing weights the old one unchanged; a deepened layer's moments start at zero.
-    Counters and other state keep their values.
+    `rule = "reset"`: `fresh`. `rule = "map"`: Adam's (or momentum's) moments are mapped
+    with the same replication as the parameters: a replica's gradient on its incoming
+    weights is the old one divided by its count (so `mu / c`, `nu / c^2`), on its outgoing
+    weights the old one unchanged; a deepened layer's moments start at zero. Counters and
+    other state keep their values.
 
     Args:
       opt_state: the state before growth (unbatched).
-      new_params: the grown parameters.
+      fresh: the optimizer's state for the grown parameters, as `tx.init(new_params)`
+        gives it (or its zeros: only its structure and shapes are read under `map`).
       key: the key `grow_params` used (the same mapping is drawn from it).
     """
     check_choice("rule", rule, OPT_RULES)
-    fresh = tx.init(new_params)
     if rule == "reset":
         return fresh
     if step.kind == "widen":
