@@ -250,49 +250,74 @@ def make_orders(num_tasks: int, orders: str | int, *, seed: int = 0) -> list[tup
 
 
 class Programs:
-    """Setups and jitted programs per (task, hidden widths), built once and reused by every
-    stage and order that needs them."""
+    """Setups and jitted programs per (env, hidden widths), built once and shared by every
+    task, stage and order that needs them: a task's `EnvParams` are an argument of the
+    compiled programs, not constants in them, so variants of one env share one program."""
 
     def __init__(self, agent: Agent, config: Any, lcfg: LifelongConfig, num_seeds: int):
         self.agent, self.config, self.lcfg, self.num_seeds = agent, config, lcfg, num_seeds
         self._cache: dict = {}
 
-    def setup(self, task: Task, sizes: tuple[int, ...]) -> Setup:
-        key = ("setup", task, sizes)
+    def _cached(self, key: tuple, build):
         if key not in self._cache:
-            config = dataclasses.replace(self.config, hidden_sizes=sizes)
-            base = self.agent.setup(config)
-            self._cache[key] = dataclasses.replace(
-                base, env_params=task_params(task, base.env_params))
+            self._cache[key] = build()
         return self._cache[key]
+
+    def setup(self, env: str, sizes: tuple[int, ...]) -> Setup:
+        return self._cached(("setup", env, sizes), lambda: self.agent.setup(
+            dataclasses.replace(self.config, env=env, hidden_sizes=sizes)))
+
+    def env_params(self, task: Task) -> Any:
+        """The task's `EnvParams` as arrays (so every variant has one signature)."""
+        def build():
+            base = self.setup(task.env, tuple(self.config.hidden_sizes)).env_params
+            return jax.tree.map(jnp.asarray, task_params(task, base))
+        return self._cached(("env_params", task), build)
+
+    def _with(self, env: str, sizes: tuple[int, ...]):
+        setup = self.setup(env, sizes)
+        return lambda env_params: dataclasses.replace(setup, env_params=env_params)
 
     def init(self, task: Task, sizes: tuple[int, ...]):
-        key = ("init", task, sizes)
-        if key not in self._cache:
-            setup = self.setup(task, sizes)
-            one = lambda k, hp: self.agent.init(k, setup, hp)  # noqa: E731
-            self._cache[key] = jax.jit(runner.vmap_seeds(one, (0, None)))
-        return self._cache[key]
+        """`init(keys[S], hparams) -> state[S, ...]` on `task`."""
+        def build():
+            with_params = self._with(task.env, sizes)
+            one = lambda k, hp, ep: self.agent.init(k, with_params(ep), hp)  # noqa: E731
+            return jax.jit(runner.vmap_seeds(one, (0, None, None)))
+        fn, env_params = self._cached(("init", task.env, sizes), build), self.env_params(task)
+        return lambda keys, hparams: fn(keys, hparams, env_params)
 
     def chunk(self, task: Task, sizes: tuple[int, ...]):
-        key = ("chunk", task, sizes)
-        if key not in self._cache:
-            setup = self.setup(task, sizes)
-            iteration = lambda s, k, hp: self.agent.iteration(s, k, hp, setup)  # noqa: E731
+        """`chunk(state, run_keys, start, hparams) -> (state, metrics[S, K])` on `task`."""
+        def build():
+            with_params = self._with(task.env, sizes)
+
+            def iteration(state, key, packed):
+                hparams, env_params = packed
+                return self.agent.iteration(state, key, hparams, with_params(env_params))
+
             fn = runner.make_chunk(iteration, self.lcfg.chunk, self.config.num_iterations)
-            self._cache[key] = jax.jit(runner.vmap_seeds(fn, (0, 0, None, None)))
-        return self._cache[key]
+            return jax.jit(runner.vmap_seeds(fn, (0, 0, None, None)))
+        fn, env_params = self._cached(("chunk", task.env, sizes), build), self.env_params(task)
+        return lambda state, keys, start, hparams: fn(state, keys, start, (hparams, env_params))
 
     def evaluate(self, task: Task, sizes: tuple[int, ...]):
-        key = ("eval", task, sizes)
-        if key not in self._cache:
-            setup = self.setup(task, sizes)
-            max_steps = int(getattr(setup.env_params, "max_steps_in_episode", 1000)) + 1
-            act = lambda p, o, k: self.agent.greedy_act(p, o, k, setup)  # noqa: E731
-            fn = rollout.make_evaluate(setup.env, setup.env_params, act,
-                                       self.lcfg.eval_episodes, max_steps)
-            self._cache[key] = jax.jit(jax.vmap(fn))
-        return self._cache[key]
+        """`evaluate(params[S, ...], keys[S]) -> greedy returns [S, eval_episodes]`."""
+        env_params = self.env_params(task)
+        max_steps = int(getattr(env_params, "max_steps_in_episode", 1000)) + 1
+
+        def build():
+            with_params = self._with(task.env, sizes)
+
+            def one(params, key, env_params):
+                setup = with_params(env_params)
+                act = lambda p, o, k: self.agent.greedy_act(p, o, k, setup)  # noqa: E731
+                return rollout.make_evaluate(setup.env, env_params, act,
+                                             self.lcfg.eval_episodes, max_steps)(params, key)
+
+            return jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
+        fn = self._cached(("eval", task.env, sizes, max_steps), build)
+        return lambda params, keys: fn(params, keys, env_params)
 
 
 def _carry(fresh: Any, previous: Any) -> Any:
@@ -333,7 +358,8 @@ def _grow_state(programs: Programs, task: Task, state: Any, sizes: tuple[int, ..
 def _performance(returns: np.ndarray, window: int) -> float:
     """Seed-mean of each seed's mean episode return over the last `window` iterations."""
     tail = np.asarray(returns)[:, -window:]
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a seed with no finished episode
         per_seed = np.nanmean(np.where(np.isfinite(tail), tail, np.nan), axis=1)
     return float(np.nanmean(per_seed)) if np.isfinite(per_seed).any() else float("nan")
 
@@ -598,6 +624,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=50_000,
                         help="env steps per seed per training phase (default 50000)")
     parser.add_argument("--hidden-sizes", default=None, help="starting widths, e.g. 16,16")
+    parser.add_argument("--num-envs", type=int, default=None)
+    parser.add_argument("--rollout-len", type=int, default=None)
     parser.add_argument("--num-seeds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-episodes", type=int, default=16)
@@ -612,6 +640,9 @@ def main(argv: list[str]) -> int:
     overrides: dict[str, Any] = {"total_timesteps": args.steps}
     if "anneal_lr" in {f.name for f in dataclasses.fields(agent.Config)}:
         overrides["anneal_lr"] = False
+    for name in ("num_envs", "rollout_len"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
     if args.hidden_sizes:
         overrides["hidden_sizes"] = tuple(int(w) for w in args.hidden_sizes.split(","))
     config, hparams = agent.settings(tasks[0].env if tasks else None, tuned=False,
