@@ -32,6 +32,7 @@ import math
 import os
 import time
 import warnings
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -135,6 +136,10 @@ class LifelongConfig:
       grow: widen (Net2Net) after a phase that ends below `threshold`.
       grow_factor: each hidden width is multiplied by this (rounded up).
       max_growths: growth steps allowed per task.
+      max_phases: training phases allowed per task while its threshold is missed (None:
+        `1 + max_growths` with growth, else 1); with more phases than growths, the last
+        phases continue at the grown width (a budget-matched baseline without growth sets
+        `max_phases` and `grow=False`).
       noise: `net2net.widen`'s symmetry-breaking noise.
       opt_rule: `map` the optimizer moments with the replication, or `reset` them.
       eval_episodes: greedy episodes per seed and task for the transfer matrix.
@@ -146,13 +151,22 @@ class LifelongConfig:
     grow: bool = False
     grow_factor: float = 2.0
     max_growths: int = 1
+    max_phases: int | None = None
     noise: float = 0.0
     opt_rule: str = "map"
     eval_episodes: int = 16
 
+    @property
+    def phases(self) -> int:
+        """Training phases allowed per task (see `max_phases`)."""
+        if self.max_phases is not None:
+            return self.max_phases
+        return 1 + self.max_growths if self.grow else 1
+
     def __post_init__(self):
         cfg.check_positive_int(self, ("window", "chunk", "eval_episodes"))
         cfg.check_int("max_growths", self.max_growths, zero=True)
+        cfg.check_int("max_phases", self.max_phases, none=True)
         cfg.check_bool(self, ("grow",))
         cfg.check_choice("opt_rule", self.opt_rule, net2net.OPT_RULES)
         if self.threshold is not None:
@@ -437,10 +451,17 @@ def run_sequence(agent: Agent, config: Any, hparams: Any, tasks: Sequence[Task],
             log(f"resumed after stage {progress['stage']} at widths {sizes}")
         manager = checkpoint.Checkpointer(ckpt_dir, meta, keep=2)
 
+    # Every row evaluates on the same episodes (common random numbers): differences between
+    # rows are the training's, not the evaluation's.
+    eval_key = jax.random.fold_in(base_key, 1)
+
     def evaluate_all(state, sizes, row_key):
         row = []
-        for j, task in enumerate(seq):
-            keys = jax.random.split(jax.random.fold_in(row_key, j), num_seeds)
+        for task in seq:
+            # Keyed by the task, not its position: every order evaluates a task on the same
+            # episodes, so the untrained rows of different orders agree.
+            task_key = jax.random.fold_in(row_key, zlib.crc32(task.name.encode()) & 0x7FFFFFFF)
+            keys = jax.random.split(task_key, num_seeds)
             returns = programs.evaluate(task, sizes)(state.params, keys)
             row.append(np.nanmean(np.asarray(returns), axis=1))
         return np.stack(row, axis=1)  # [S, T]
@@ -449,7 +470,7 @@ def run_sequence(agent: Agent, config: Any, hparams: Any, tasks: Sequence[Task],
         if progress["stage"] == 0 and not progress["R"]:
             init_keys = jax.random.split(jax.random.fold_in(base_key, 0), num_seeds)
             state = programs.init(seq[0], sizes)(init_keys, hparams)
-            progress["R"].append(evaluate_all(state, sizes, jax.random.fold_in(base_key, 1)))
+            progress["R"].append(evaluate_all(state, sizes, eval_key))
         for stage in range(progress["stage"], T):
             if stop_after is not None and stage >= stop_after:
                 break
@@ -482,9 +503,11 @@ def run_sequence(agent: Agent, config: Any, hparams: Any, tasks: Sequence[Task],
                 record["phases"].append({"sizes": list(sizes), "iterations": start,
                                          "performance": perf, "reached": reached,
                                          "curve": mean_curve})
-                if (reached or not lcfg.grow or lcfg.threshold is None
-                        or growths >= lcfg.max_growths):
+                if reached or lcfg.threshold is None or phase + 1 >= lcfg.phases:
                     break
+                if not lcfg.grow or growths >= lcfg.max_growths:
+                    phase += 1
+                    continue
                 new_sizes = _grown_sizes(sizes, lcfg.grow_factor)
                 event = {"stage": stage, "task": task.name, "after_iterations": used,
                          "performance": perf, "threshold": lcfg.threshold,
@@ -498,7 +521,7 @@ def run_sequence(agent: Agent, config: Any, hparams: Any, tasks: Sequence[Task],
                 progress["growth"].append(event)
                 sizes, growths, phase = new_sizes, growths + 1, phase + 1
             record["iterations"] = used
-            progress["R"].append(evaluate_all(state, sizes, jax.random.fold_in(stage_key, 7)))
+            progress["R"].append(evaluate_all(state, sizes, eval_key))
             progress["stages"].append(record)
             progress["stage"], progress["sizes"] = stage + 1, list(sizes)
             log(f"stage {stage} ({task.name}): {used} iterations, widths {sizes}, eval "
@@ -586,7 +609,7 @@ def plot_matrices(summary: dict, path: str) -> None:
     results = summary["orders"]
     cols = min(3, len(results))
     rows = math.ceil(len(results) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.4 * cols, 4.0 * rows), squeeze=False)
     for ax, res in zip(axes.flat, results):
         R = np.asarray(res["R_mean"], float)
         im = ax.imshow(R, cmap="viridis", aspect="auto")

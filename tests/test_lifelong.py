@@ -171,3 +171,12 @@ def test_cli_writes_matrix_json_and_heatmap(tmp_path):
                           "CartPole-v1:pole=1", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "'pole' is not a field" in bad.stderr
+
+
+def test_extra_phases_without_growth_keep_the_width(programs):
+    budget_matched = dataclasses.replace(ALWAYS_MISSED, grow=False, max_phases=2)
+    result = lifelong.run_sequence(ppo.AGENT, CONFIG, ppo.HParams.create(), TASKS[:1],
+                                   budget_matched, num_seeds=1, programs=programs,
+                                   log=lambda *_: None)
+    assert result["growth"] == [] and result["final_sizes"] == [3]
+    assert [p["iterations"] for p in result["stages"][0]["phases"]] == [CONFIG.num_iterations] * 2
