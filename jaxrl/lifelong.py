@@ -266,7 +266,9 @@ def make_orders(num_tasks: int, orders: str | int, *, seed: int = 0) -> list[tup
 class Programs:
     """Setups and jitted programs per (env, hidden widths), built once and shared by every
     task, stage and order that needs them: a task's `EnvParams` are an argument of the
-    compiled programs, not constants in them, so variants of one env share one program."""
+    compiled programs, not constants in them, so variants of one env share one program.
+    Of `lcfg` it reads `chunk`, `eval_episodes`, `noise` and `opt_rule`; runs with another
+    `LifelongConfig` that agrees on those may share it."""
 
     def __init__(self, agent: Agent, config: Any, lcfg: LifelongConfig, num_seeds: int):
         self.agent, self.config, self.lcfg, self.num_seeds = agent, config, lcfg, num_seeds
@@ -437,16 +439,18 @@ def run_sequence(agent: Agent, config: Any, hparams: Any, tasks: Sequence[Task],
     manager = None
     if out is not None:
         ckpt_dir = os.path.join(out, checkpoint.CHECKPOINT_DIR)
-        meta = {"agent": agent.name, "tasks": [t.name for t in seq],
-                "config": cfg.to_dict(config), "lifelong": dataclasses.asdict(lcfg)}
+        # As JSON reads it back (tuples become lists), so a resume compares like with like.
+        meta = json.loads(json.dumps(_json_ready({
+            "agent": agent.name, "tasks": [t.name for t in seq], "seed": seed,
+            "num_seeds": num_seeds, "config": cfg.to_dict(config),
+            "lifelong": dataclasses.asdict(lcfg)})))
         if checkpoint.steps(ckpt_dir):
             saved = checkpoint.read_meta(ckpt_dir, checkpoint.steps(ckpt_dir)[-1])
             progress = saved["progress"]
             sizes = tuple(progress["sizes"])
             template = jax.eval_shape(programs.init(seq[0], sizes),
                                       jax.random.split(base_key, num_seeds), hparams)
-            tree, _ = checkpoint.restore(ckpt_dir, {"state": template}, expected={
-                "agent": agent.name, "tasks": meta["tasks"]})
+            tree, _ = checkpoint.restore(ckpt_dir, {"state": template}, expected=meta)
             state = tree["state"]
             log(f"resumed after stage {progress['stage']} at widths {sizes}")
         manager = checkpoint.Checkpointer(ckpt_dir, meta, keep=2)
@@ -561,10 +565,12 @@ def check_interface(agent: Agent, config: Any, tasks: Sequence[Task]) -> None:
 
 def run_orders(agent: Agent, config: Any, hparams: Any, tasks: Sequence[Task],
                lcfg: LifelongConfig, orders: Sequence[Sequence[int]], *, seed: int = 0,
-               num_seeds: int = 1, out: str | None = None, log=print) -> dict:
-    """`run_sequence` for each order (sharing compiled programs), then the pairwise
-    transfer matrix, the greedy order and whether it was the best measured (by ACC)."""
-    programs = Programs(agent, config, lcfg, num_seeds)
+               num_seeds: int = 1, out: str | None = None, programs: Programs | None = None,
+               log=print) -> dict:
+    """`run_sequence` for each order (sharing compiled programs, `programs` if given), then
+    the pairwise transfer matrix, the greedy order and whether it was the best measured
+    (by ACC)."""
+    programs = programs or Programs(agent, config, lcfg, num_seeds)
     results = []
     for k, order in enumerate(orders):
         sub = None if out is None else os.path.join(out, "orders", str(k))
@@ -602,14 +608,14 @@ def run_orders(agent: Agent, config: Any, hparams: Any, tasks: Sequence[Task],
 
 def plot_matrices(summary: dict, path: str) -> None:
     """Heatmaps of every order's mean `R` (rows: untrained, then after each stage)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure: no pyplot state, and the caller's backend (e.g. a notebook's) is kept.
+    from matplotlib.figure import Figure
 
     results = summary["orders"]
     cols = min(3, len(results))
     rows = math.ceil(len(results) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.4 * cols, 4.0 * rows), squeeze=False)
+    fig = Figure(figsize=(5.4 * cols, 4.0 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, res in zip(axes.flat, results):
         R = np.asarray(res["R_mean"], float)
         im = ax.imshow(R, cmap="viridis", aspect="auto")
@@ -627,7 +633,6 @@ def plot_matrices(summary: dict, path: str) -> None:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv: list[str]) -> int:

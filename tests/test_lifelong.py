@@ -151,6 +151,10 @@ def test_resume_across_a_growth_step(grown_run, programs, tmp_path):
     for a, b in zip(jax.tree.leaves(resumed["state"].params),
                     jax.tree.leaves(full["state"].params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    other = dataclasses.replace(ALWAYS_MISSED, window=3)
+    with pytest.raises(ConfigError, match="lifelong.window: checkpoint 2, requested 3"):
+        lifelong.run_sequence(ppo.AGENT, CONFIG, ppo.HParams.create(), TASKS, other,
+                              num_seeds=1, out=out, programs=programs, log=lambda *_: None)
 
 
 @pytest.mark.slow  # a fresh process compiles every program again (about a minute)

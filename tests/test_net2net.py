@@ -7,6 +7,7 @@ must equal one Adam step taken on the grown network).
 """
 
 import dataclasses
+import os
 
 import hypothesis
 import hypothesis.strategies as st
@@ -23,6 +24,7 @@ from jaxrl.types import EnvSpec
 
 SPEC = EnvSpec(obs_shape=(4,), discrete=True, num_actions=3)
 IMAGE = EnvSpec(obs_shape=(5, 5, 2), discrete=True, num_actions=3)
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "6"))
 ACT = {"relu": lambda x: np.maximum(x, 0.0), "tanh": np.tanh}
 
 
@@ -56,8 +58,9 @@ def _numpy_forward(params, obs, activation):
 widths = st.lists(st.integers(1, 6), min_size=1, max_size=3)
 
 
-# Few examples: every new shape recompiles the eager ops (about 2 s an example here).
-@hypothesis.settings(max_examples=8, deadline=None)
+# Few examples: every new shape recompiles the eager ops (4-9 s an example on the shared
+# 2-core machine); `HYPOTHESIS_EXAMPLES=30` for a longer search.
+@hypothesis.settings(max_examples=EXAMPLES, deadline=None)
 @hypothesis.given(sizes=widths, data=st.data(), seed=st.integers(0, 2**16),
                   activation=st.sampled_from(["relu", "tanh"]), shared=st.booleans())
 def test_widen_and_deepen_preserve_the_mlp_function(sizes, data, seed, activation, shared):
@@ -99,7 +102,7 @@ def test_widen_and_deepen_preserve_the_mlp_function(sizes, data, seed, activatio
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=bound)
 
 
-@hypothesis.settings(max_examples=5, deadline=None)
+@hypothesis.settings(max_examples=max(EXAMPLES // 2, 1), deadline=None)
 @hypothesis.given(channels=st.integers(1, 4), extra=st.integers(1, 4), hidden=st.integers(1, 6),
                   seed=st.integers(0, 2**16), conv=st.booleans())
 def test_widen_preserves_the_cnn_function(channels, extra, hidden, seed, conv):
@@ -126,7 +129,7 @@ def test_widen_preserves_the_cnn_function(channels, extra, hidden, seed, conv):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
 
 
-@hypothesis.settings(max_examples=8, deadline=None)
+@hypothesis.settings(max_examples=EXAMPLES, deadline=None)
 @hypothesis.given(sizes=widths, seed=st.integers(0, 2**16),
                   activation=st.sampled_from(["relu", "tanh"]), noise=st.floats(1e-3, 0.1))
 def test_noise_moves_outputs_within_the_interval_bound(sizes, seed, activation, noise):
