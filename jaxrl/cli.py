@@ -253,7 +253,16 @@ def _list(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "resume": _resume, "eval": _eval, "plot": _plot, "list": _list}
+def _demos(argv: list[str]) -> int:
+    from jaxrl import demos
+
+    from jaxrl.agents import REGISTRY
+
+    return demos.command(argv, REGISTRY)
+
+
+COMMANDS = {"train": _train, "resume": _resume, "eval": _eval, "plot": _plot, "list": _list,
+            "demos": _demos}
 USAGE = ("usage: jaxrl {train AGENT [flags] | resume RUN_DIR | eval RUN_DIR [--episodes N] | "
          "plot RUN_DIR [RUN_DIR ...] --out FILE.png | list}   (jaxrl COMMAND --help for flags)")
 
