@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any
 
 import chex
@@ -506,8 +507,8 @@ def disc_inputs(obs: jax.Array, action: jax.Array, spec: Any) -> jax.Array:
     if spec.discrete:
         act = jax.nn.one_hot(action, spec.num_actions)
     else:
-        act = jnp.clip(action.reshape(action.shape[0], -1), jnp.asarray(spec.action_low),
-                       jnp.asarray(spec.action_high))
+        act = jnp.clip(action.reshape(action.shape[0], -1), jnp.asarray(spec.action_low)[None],
+                       jnp.asarray(spec.action_high)[None])
     return jnp.concatenate([flat, act], axis=-1)
 
 
@@ -608,7 +609,7 @@ TALLY = ("env_reward_mean", "disc_reward_mean", "loss_disc", "expert_accuracy",
 def _disc_init(key: PRNGKey, setup: Setup) -> DiscState:
     config, spec = setup.config, setup.spec
     head = _head(config)
-    obs_dim = int(jnp.prod(jnp.asarray(spec.obs_shape)))
+    obs_dim = math.prod(spec.obs_shape)
     if config.kind == "gail":
         params = {"d": head.init(key, jnp.zeros((1, obs_dim + spec.action_dim)))}
         policy_params = None

@@ -3,10 +3,12 @@
 import os
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 from jaxrl import cli, demos, envs
+from jaxrl.agents import REGISTRY
 from jaxrl.config import ConfigError
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -138,11 +140,10 @@ def test_cli_records_a_run_folder_and_refuses_bad_arguments(tmp_path, capsys):
     assert "2 episodes" in capsys.readouterr().out
     d = demos.load(out, env="CartPole-v1", spec=_spec("CartPole-v1"))
     assert d.num_episodes == 2
-    # --sample: PPO has a sampling policy; a different trajectory than the greedy one.
-    sampled = str(tmp_path / "s.npz")
-    assert cli.main(["demos", run, "--episodes", "2", "--out", sampled, "--sample"]) == 0
-    s = demos.load(sampled)
-    assert s.size != d.size or not np.array_equal(s.action, d.action)
+    # The recorded actions are the run's greedy policy on the recorded observations.
+    expert = demos.load_expert(run, REGISTRY)
+    keys = jax.random.split(jax.random.key(0), d.size)
+    np.testing.assert_array_equal(d.action, jax.vmap(expert.act)(d.obs, keys))
     for argv, message in [
             (["demos", run, "--episodes", "0", "--out", out], "episodes must be a positive"),
             (["demos", run, "--episodes", "2", "--out", "x.txt"], "ending in .npz"),
@@ -152,3 +153,13 @@ def test_cli_records_a_run_folder_and_refuses_bad_arguments(tmp_path, capsys):
         assert cli.main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_cli_sample_records_the_sampling_policy(tmp_path):
+    run = imitation_data.files()["expert"]
+    greedy, sampled = str(tmp_path / "g.npz"), str(tmp_path / "s.npz")
+    assert cli.main(["demos", run, "--episodes", "2", "--out", greedy]) == 0
+    assert cli.main(["demos", run, "--episodes", "2", "--out", sampled, "--sample"]) == 0
+    g, s = demos.load(greedy), demos.load(sampled)
+    assert g.size != s.size or not np.array_equal(g.action, s.action)
