@@ -78,3 +78,17 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     text = "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", []))
     assert "SMALL=True" in text and "restored checkpoint of iteration" in text, text
     assert _has_image(_tagged(nb, "plot-curves")), "the learning-curve cell drew nothing"
+
+
+def test_imitation_notebook_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXRL_NOTEBOOK_SMALL", "1")
+    monkeypatch.setenv("JAX_NUMPY_RANK_PROMOTION", "raise")
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    nb = _execute(os.path.join(NOTEBOOKS, "imitation.ipynb"), tmp_path)
+
+    errors = [out for cell in nb.cells for out in cell.get("outputs", [])
+              if out.get("output_type") == "error"]
+    assert not errors, errors
+    text = "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", []))
+    assert "SMALL=True" in text and "DAgger greedy return" in text, text
+    assert _has_image(_tagged(nb, "plot-imitation")), "the comparison plot drew nothing"
