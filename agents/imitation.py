@@ -712,4 +712,31 @@ __all__ = ["AIRL_AGENT", "AIRLConfig", "AdversarialConfig", "Aggregate", "BC_AGE
            "CloneConfig", "CloneHParams", "DAGGER_AGENT", "DAggerConfig", "DAggerHParams",
            "GAIL_AGENT", "Labelled", "aggregate", "airl_f", "beta_schedule", "clone_loss",
            "demo_rows", "disc_inputs", "discriminator", "discriminator_loss",
-           "learned_reward", "policy_reward", "sample_rows"]
+           "gradient_reversal", "learned_reward", "policy_reward", "sample_rows"]
+
+
+@jax.custom_vjp
+def gradient_reversal(features: jax.Array, scale: jax.Array) -> jax.Array:
+    """Identity forward; the backward pass multiplies the incoming gradient by `-scale`.
+
+    Ganin and Lempitsky 2015 (the gradient reversal layer), used by Stadie, Abbeel and
+    Sutskever 2017 (third-person imitation) between a feature extractor and a domain
+    classifier, so that one loss trains the classifier to tell the views apart and the
+    features to make them indistinguishable. `scale` gets no gradient.
+
+    Args:
+      features: any shape; scale: scalar, the reversal weight (their lambda).
+    """
+    del scale
+    return features
+
+
+def _reversal_fwd(features, scale):
+    return features, scale
+
+
+def _reversal_bwd(scale, g):
+    return -scale * g, jnp.zeros_like(scale)
+
+
+gradient_reversal.defvjp(_reversal_fwd, _reversal_bwd)

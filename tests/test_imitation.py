@@ -327,3 +327,33 @@ def test_configs_refuse_bad_values(files):
         im.DAGGER_AGENT.setup(im.DAggerConfig(env="Acrobot-v1", expert=files["expert"]))
     with pytest.raises(ConfigError, match="disc_learning_rate"):
         im.AdversarialConfig(disc_learning_rate=0.0)
+
+
+def test_gradient_reversal_flips_the_feature_gradient_and_nothing_else():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
+    params = {"phi": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
+              "clf": jnp.asarray(rng.normal(size=(4,)), jnp.float32),
+              "task": jnp.asarray(rng.normal(size=(4,)), jnp.float32)}
+
+    def losses(p, reverse):
+        feat = jnp.tanh(x @ p["phi"])
+        dom_in = im.gradient_reversal(feat, jnp.float32(0.7)) if reverse else feat
+        domain = jnp.mean(jax.nn.softplus(dom_in @ p["clf"]))
+        task = jnp.mean(jnp.square(feat @ p["task"]))
+        return domain, task
+
+    total = lambda p, r: sum(losses(p, r))  # noqa: E731
+    plain, rev = jax.grad(total)(params, False), jax.grad(total)(params, True)
+    domain_only = jax.grad(lambda p: losses(p, False)[0])(params)
+    task_only = jax.grad(lambda p: losses(p, False)[1])(params)
+    # Forward values are unchanged.
+    np.testing.assert_allclose(losses(params, True), losses(params, False), rtol=1e-6)
+    # The classifier and task heads get the same gradients as without reversal ...
+    np.testing.assert_allclose(rev["clf"], plain["clf"], rtol=1e-6)
+    np.testing.assert_allclose(rev["task"], plain["task"], rtol=1e-6)
+    # ... and the feature extractor gets the task gradient minus 0.7 x the domain gradient.
+    np.testing.assert_allclose(rev["phi"], task_only["phi"] - 0.7 * domain_only["phi"],
+                               rtol=1e-5, atol=1e-6)
+    g = jax.grad(lambda f: jnp.sum(im.gradient_reversal(f, 2.0) * 3.0))(x)
+    np.testing.assert_allclose(g, -6.0 * np.ones_like(x))
