@@ -54,41 +54,74 @@ from jaxrl.types import Params, PRNGKey, Transition
 CONTINUOUS_LOSSES = ("nll", "mse")
 
 
-def check_demos(config: Any, *, required: bool) -> None:
-    """Config checks shared by the learners: `demos` a path string (`required`: non-empty),
-    no observation normalisation (demonstrations hold raw observations)."""
-    if not isinstance(config.demos, str) or (required and not config.demos):
-        raise ConfigError(f"demos must be the path of a demonstrations file (.npz, from "
-                          f"`jaxrl demos`), got {config.demos!r}")
-    if config.normalize_obs:
-        raise ConfigError("normalize_obs must be false for imitation: demonstrations hold "
-                          "raw observations")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Sources:
+    """Where an imitation learner's expert data comes from: the fields every imitation
+    config shares (each subclasses it before its base config).
+
+    Attributes:
+      demos: a demonstrations file (`jaxrl demos RUN_DIR --out FILE.npz`).
+      expert: an expert's run folder (any agent's newest checkpoint). DAgger queries it;
+        the others, without `demos`, record `expert_episodes` greedy episodes from it at
+        setup.
+      expert_seed: which of the expert run's seeds acts.
+      expert_episodes: episodes recorded from `expert` when `demos` is not given.
+    """
+
+    demos: str = ""
+    expert: str = ""
+    expert_seed: int = 0
+    expert_episodes: int = 16
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("demos", "expert"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a path (a string), got "
+                                  f"{getattr(self, name)!r}")
+        cfg.check_int("expert_seed", self.expert_seed, zero=True)
+        cfg.check_int("expert_episodes", self.expert_episodes)
+        if self.normalize_obs:
+            raise ConfigError("normalize_obs must be false for imitation: demonstrations "
+                              "hold raw observations")
 
 
-def load_demos(config: Any, spec: Any) -> demos_lib.Demos:
-    """`config.demos`, checked against `config.env` and `spec`, as device arrays."""
-    if not config.demos:
-        raise ConfigError(f"demos is required for {type(config).__module__.split('.')[-1]} "
-                          "agents: --demos FILE.npz (record one with `jaxrl demos RUN_DIR`)")
-    return demos_lib.as_jax(demos_lib.load(config.demos, env=config.env, spec=spec))
+def load_expert(config: Sources) -> demos_lib.Expert:
+    """`config.expert`'s policy (`jaxrl.demos.load_expert`), trained on `config.env`."""
+    from jaxrl.agents import REGISTRY
+
+    expert = demos_lib.load_expert(config.expert, REGISTRY, expert_seed=config.expert_seed)
+    if expert.env != config.env:
+        raise ConfigError(f"expert {config.expert!r} was trained on {expert.env!r}, not on env "
+                          f"{config.env!r}")
+    return expert
+
+
+def load_demos(config: Sources, spec: Any) -> demos_lib.Demos:
+    """`config.demos` checked against `config.env` and `spec` or, without it,
+    `expert_episodes` episodes recorded from `config.expert`; as device arrays."""
+    if config.demos:
+        return demos_lib.as_jax(demos_lib.load(config.demos, env=config.env, spec=spec))
+    if config.expert:
+        return demos_lib.as_jax(demos_lib.record(load_expert(config), config.expert_episodes))
+    raise ConfigError("demos is required for imitation agents: --demos FILE.npz (record one "
+                      "with `jaxrl demos RUN_DIR`) or --expert RUN_DIR")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class CloneConfig(BaseConfig):
-    """Behaviour cloning from a demonstrations file (discrete or continuous actions).
+class CloneConfig(Sources, BaseConfig):
+    """Behaviour cloning from demonstrations (discrete or continuous actions).
 
-    The fields not listed are `jaxrl.agent.BaseConfig`'s; `num_envs * rollout_len` is the
-    greedy evaluation play per iteration.
+    The fields not listed are `Sources`' and `jaxrl.agent.BaseConfig`'s; `num_envs *
+    rollout_len` is the greedy evaluation play per iteration.
 
     Attributes:
-      demos: the demonstrations file (`jaxrl demos RUN_DIR --out FILE.npz`).
       gradient_steps: minibatch steps on the dataset per iteration.
       minibatch_size: rows per minibatch, drawn uniformly with replacement.
       continuous_loss: `nll` (Gaussian log-likelihood) or `mse` (squared error of the
         mean), for continuous actions.
     """
 
-    demos: str = ""
     num_envs: int = 8
     rollout_len: int = 64
     total_timesteps: int = 8 * 64 * 40
@@ -98,7 +131,6 @@ class CloneConfig(BaseConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check_demos(self, required=False)
         cfg.check_positive_int(self, ("gradient_steps", "minibatch_size"))
         cfg.check_choice("continuous_loss", self.continuous_loss, CONTINUOUS_LOSSES)
 
@@ -270,28 +302,21 @@ BC_AGENT = Agent(name="bc", Config=CloneConfig, HParams=CloneHParams, setup=clon
 class DAggerConfig(CloneConfig):
     """DAgger: the learner drives, an expert run labels what it visits, aggregate, retrain.
 
-    The fields not listed are `CloneConfig`'s; `demos` is optional here (it seeds the
-    aggregate). Each iteration collects `rollout_len` steps in `num_envs` copies under
-    the beta-mixed policy.
+    The fields not listed are `CloneConfig`'s; `expert` is required, `demos` optional
+    (it seeds the aggregate). Each iteration collects `rollout_len` steps in `num_envs`
+    copies under the beta-mixed policy.
 
     Attributes:
-      expert: the expert's run folder (any agent's; its newest checkpoint).
-      expert_seed: which of the expert run's seeds labels.
       capacity: rows the aggregate holds; the oldest are overwritten past it.
       label_budget: expert labels allowed in all, demonstrations included (0: no limit);
         states visited after it is spent are not labelled or added.
     """
 
-    expert: str = ""
-    expert_seed: int = 0
     capacity: int = 50_000
     label_budget: int = 0
 
     def __post_init__(self):
         super().__post_init__()
-        if not isinstance(self.expert, str):
-            raise ConfigError(f"expert must be the path of a run folder, got {self.expert!r}")
-        cfg.check_int("expert_seed", self.expert_seed, zero=True)
         cfg.check_int("capacity", self.capacity)
         cfg.check_int("label_budget", self.label_budget, zero=True)
         if self.capacity < self.steps_per_iteration:
@@ -371,16 +396,10 @@ def beta_schedule(iteration: jax.Array, beta_init: jax.Array,
 
 def dagger_setup(config: DAggerConfig) -> Setup:
     """The env, the network, the expert (`extras["expert"]`) and, if given, demos."""
-    from jaxrl.agents import REGISTRY
-
     if not config.expert:
         raise ConfigError("expert is required for dagger: --expert RUN_DIR (a trained run)")
     env, env_params, spec = make_env(config.env)
-    expert = demos_lib.load_expert(config.expert, REGISTRY, expert_seed=config.expert_seed)
-    if expert.env != config.env:
-        raise ConfigError(f"expert {config.expert!r} was trained on {expert.env!r}, not on env "
-                          f"{config.env!r}")
-    extras = {"expert": expert}
+    extras = {"expert": load_expert(config)}
     if config.demos:
         data = load_demos(config, spec)
         if data.size > config.capacity:
@@ -457,13 +476,12 @@ KINDS = ("gail", "airl")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class AdversarialConfig(ppo.Config):
+class AdversarialConfig(Sources, ppo.Config):
     """GAIL: PPO on a discriminator's reward, -log(1 - D(s, a)); never the env's reward.
 
-    The fields not listed are `jaxrl.agents.ppo.Config`'s.
+    The fields not listed are `Sources`' and `jaxrl.agents.ppo.Config`'s.
 
     Attributes:
-      demos: the demonstrations file (`jaxrl demos RUN_DIR --out FILE.npz`).
       disc_hidden_sizes: hidden layers of the discriminator's networks.
       disc_learning_rate: Adam step size of the discriminator.
       disc_steps: discriminator steps per iteration, each on the whole rollout against as
@@ -471,14 +489,12 @@ class AdversarialConfig(ppo.Config):
     """
 
     kind = "gail"
-    demos: str = ""
     disc_hidden_sizes: tuple[int, ...] = (64, 64)
     disc_learning_rate: float = 3e-4
     disc_steps: int = 4
 
     def __post_init__(self):
         super().__post_init__()
-        check_demos(self, required=False)
         cfg.check_sizes("disc_hidden_sizes", self.disc_hidden_sizes)
         lr = cfg.check_real("disc_learning_rate", self.disc_learning_rate)
         if lr <= 0:

@@ -357,3 +357,14 @@ def test_gradient_reversal_flips_the_feature_gradient_and_nothing_else():
                                rtol=1e-5, atol=1e-6)
     g = jax.grad(lambda f: jnp.sum(im.gradient_reversal(f, 2.0) * 3.0))(x)
     np.testing.assert_allclose(g, -6.0 * np.ones_like(x))
+
+
+def test_without_demos_the_expert_run_is_recorded_at_setup(files):
+    config = im.CloneConfig(env="CartPole-v1", expert=files["expert"], expert_episodes=2,
+                            **TINY)
+    data = im.BC_AGENT.setup(config).extras["demos"]
+    assert int(data.episode[-1]) == 1
+    expert = demos.load_expert(files["expert"], __import__("jaxrl.agents").agents.REGISTRY)
+    np.testing.assert_array_equal(
+        data.action, jax.vmap(expert.act)(data.obs, jax.random.split(jax.random.key(0),
+                                                                     data.obs.shape[0])))
