@@ -395,11 +395,19 @@ def beta_schedule(iteration: jax.Array, beta_init: jax.Array,
 
 
 def dagger_setup(config: DAggerConfig) -> Setup:
-    """The env, the network, the expert (`extras["expert"]`) and, if given, demos."""
+    """The env, the network, the expert run's policy and, if given, demos."""
     if not config.expert:
         raise ConfigError("expert is required for dagger: --expert RUN_DIR (a trained run)")
+    return setup_with_expert(config, load_expert(config))
+
+
+def setup_with_expert(config: DAggerConfig, expert: demos_lib.Expert) -> Setup:
+    """`dagger_setup` with any `Expert` (an oracle, a scripted policy) in place of a run
+    folder's: `runner.make_train(DAGGER_AGENT, config, setup_with_expert(config, e))`."""
+    if expert.env != config.env:
+        raise ConfigError(f"the expert acts on {expert.env!r}, not on env {config.env!r}")
     env, env_params, spec = make_env(config.env)
-    extras = {"expert": load_expert(config)}
+    extras = {"expert": expert}
     if config.demos:
         data = load_demos(config, spec)
         if data.size > config.capacity:
@@ -473,6 +481,7 @@ DAGGER_AGENT = Agent(name="dagger", Config=DAggerConfig, HParams=DAggerHParams,
 
 
 KINDS = ("gail", "airl")
+POLICY_REWARDS = ("softplus", "logit")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -486,15 +495,22 @@ class AdversarialConfig(Sources, ppo.Config):
       disc_learning_rate: Adam step size of the discriminator.
       disc_steps: discriminator steps per iteration, each on the whole rollout against as
         many expert rows.
+      reward: what PPO maximises from the discriminator's logit `l`: `softplus`
+        (`-log(1 - D)`, Ho and Ermon's; always positive) or `logit` (`log D - log(1 - D)`,
+        Fu et al.'s). In an env where the agent can end the episode the sign matters
+        (Kostrikov et al. 2019): a reward that is often negative teaches it to end
+        episodes early, so AIRL on such an env needs `softplus`.
     """
 
     kind = "gail"
     disc_hidden_sizes: tuple[int, ...] = (64, 64)
     disc_learning_rate: float = 3e-4
     disc_steps: int = 4
+    reward: str = "softplus"
 
     def __post_init__(self):
         super().__post_init__()
+        cfg.check_choice("reward", self.reward, POLICY_REWARDS)
         cfg.check_sizes("disc_hidden_sizes", self.disc_hidden_sizes)
         lr = cfg.check_real("disc_learning_rate", self.disc_learning_rate)
         if lr <= 0:
@@ -506,10 +522,11 @@ class AdversarialConfig(Sources, ppo.Config):
 class AIRLConfig(AdversarialConfig):
     """AIRL: PPO on f(s,a,s') - log pi(a|s), f = g(s) + gamma h(s') - h(s); g transfers.
 
-    The fields are `AdversarialConfig`'s.
+    The fields are `AdversarialConfig`'s; `reward` defaults to the paper's `logit`.
     """
 
     kind = "airl"
+    reward: str = "logit"
 
 
 def _head(config: Any) -> sparse.Head:
@@ -605,10 +622,10 @@ def _disc_loss(params: Params, batches: tuple, policy_params: Any, gamma: jax.Ar
                    "policy_accuracy": jnp.mean(logit_p < 0)}
 
 
-def policy_reward(logit: jax.Array, kind: str) -> jax.Array:
-    """The reward PPO maximises from the discriminator's logits `[B]`: GAIL
-    `-log(1 - D) = softplus(logit)`; AIRL `log D - log(1 - D) = logit`."""
-    return jax.nn.softplus(logit) if kind == "gail" else logit
+def policy_reward(logit: jax.Array, form: str) -> jax.Array:
+    """The reward PPO maximises from the discriminator's logits `[B]`: `softplus`,
+    `-log(1 - D) = softplus(logit)` (GAIL's); `logit`, `log D - log(1 - D)` (AIRL's)."""
+    return jax.nn.softplus(logit) if form == "softplus" else logit
 
 
 def _expert_transitions(demos: demos_lib.Demos, key: PRNGKey, size: int) -> Transition:
@@ -655,7 +672,7 @@ def _disc_transform(astate: DiscState, transitions: Transition, key: PRNGKey, se
     astate, metrics = jax.lax.scan(one, astate, expert)
     metrics = jax.tree.map(lambda m: m[0], metrics)  # before this batch's updates
     logit = disc_logits(astate.params, flat, astate.policy_params, astate.gamma, setup)
-    reward = policy_reward(logit, config.kind)
+    reward = policy_reward(logit, config.reward)
     tally = sparse.add_to_tally(
         astate.tally, size, env_reward_mean=flat.reward.mean(),
         disc_reward_mean=reward.mean(),
@@ -697,23 +714,31 @@ GAIL_AGENT = Agent(name="gail", Config=AdversarialConfig, HParams=ppo.HParams,
 AIRL_AGENT = GAIL_AGENT.variant("airl", config=AIRLConfig)
 
 
-def learned_reward(disc_params: Params, config: AdversarialConfig, *,
+def airl_g(disc_params: Params, obs: jax.Array, config: AdversarialConfig) -> jax.Array:
+    """AIRL's state-only reward `g(s)` `[B]` for observations `[B, *obs_shape]`."""
+    return _head(config).apply(disc_params["g"], obs.reshape(obs.shape[0], -1))[:, 0]
+
+
+def learned_reward(disc_params: Params, config: AdversarialConfig, *, baseline: float = 0.0,
                    name: str = "airl_reward") -> Addon:
-    """AIRL's state-only reward `g(s)` as an add-on replacing any agent's env reward
-    (Fu et al. 2018, section 7.1: re-optimising a transferred reward).
+    """AIRL's state-only reward `g(s) - baseline` as an add-on replacing any agent's env
+    reward (Fu et al. 2018, section 7.1: re-optimising a transferred reward).
+
+    AIRL recovers `g` up to a constant. Where the agent can end the episode, the constant
+    decides whether staying alive pays (Kostrikov et al. 2019), so pass a `baseline`: e.g.
+    `g`'s minimum over the expert's states (`airl_g`), which makes every expert state's
+    reward non-negative.
 
     Args:
       disc_params: one seed's `DiscState.params` of a trained `airl` run.
       config: that run's `AIRLConfig` (the network's sizes).
+      baseline: subtracted from `g`.
     """
     if config.kind != "airl":
         raise ConfigError("learned_reward needs an airl run's discriminator (g is AIRL's)")
-    head = _head(config)
-    g_params = disc_params["g"]
-
     def transform(astate, transitions: Transition, key: PRNGKey, setup: Setup):
         flat = sparse.flatten_batch(transitions, transitions.reward.ndim)
-        g = head.apply(g_params, flat.obs.reshape(flat.obs.shape[0], -1))[:, 0]
+        g = airl_g(disc_params, flat.obs, config) - baseline
         tally = sparse.add_to_tally(astate.tally, g.size,
                                     extrinsic_mean=flat.reward.mean(), intrinsic_mean=g.mean())
         return (transitions.replace(reward=g.reshape(transitions.reward.shape)),
@@ -728,7 +753,7 @@ __all__ = ["AIRL_AGENT", "AIRLConfig", "AdversarialConfig", "Aggregate", "BC_AGE
            "CloneConfig", "CloneHParams", "DAGGER_AGENT", "DAggerConfig", "DAggerHParams",
            "GAIL_AGENT", "Labelled", "aggregate", "airl_f", "beta_schedule", "clone_loss",
            "demo_rows", "disc_inputs", "discriminator", "discriminator_loss",
-           "gradient_reversal", "learned_reward", "policy_reward", "sample_rows"]
+           "airl_g", "gradient_reversal", "learned_reward", "policy_reward", "sample_rows", "setup_with_expert"]
 
 
 @jax.custom_vjp

@@ -17,7 +17,7 @@ from jaxrl import demos, envs, runner, testing
 from jaxrl.agents import imitation as im
 from jaxrl.agents import ppo
 from jaxrl.config import ConfigError
-from jaxrl.agent import Setup, make_env
+from jaxrl.agent import Setup
 from jaxrl.envs.wrappers import Wrapper
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -141,12 +141,9 @@ def test_beta_schedule():
 
 def scripted_dagger_setup(config, demo_path=None):
     """`dagger_setup` with the scripted expert in place of a run folder's policy."""
-    env, env_params, spec = make_env(config.env)
-    extras = {"expert": imitation_data.scripted_expert()}
     if demo_path:
-        extras["demos"] = demos.as_jax(demos.load(demo_path))
-    return Setup(config=config, env=env, env_params=env_params, spec=spec,
-                 network=im._network(config, spec), extras=extras)
+        config = dataclasses.replace(config, demos=demo_path)
+    return im.setup_with_expert(config, imitation_data.scripted_expert())
 
 
 @pytest.fixture(scope="module")
@@ -206,9 +203,9 @@ class DiscriminatorTest(parameterized.TestCase):
         np.testing.assert_allclose(self.variant(im.discriminator_loss)(le, lp), expected,
                                    rtol=1e-5)
         # GAIL's reward -log(1 - D) and AIRL's log D - log(1 - D).
-        np.testing.assert_allclose(im.policy_reward(jnp.asarray(lp), "gail"),
+        np.testing.assert_allclose(im.policy_reward(jnp.asarray(lp), "softplus"),
                                    -np.log(1 - sig(lp)), rtol=1e-5)
-        np.testing.assert_allclose(im.policy_reward(jnp.asarray(lp), "airl"),
+        np.testing.assert_allclose(im.policy_reward(jnp.asarray(lp), "logit"),
                                    np.log(sig(lp)) - np.log(1 - sig(lp)), rtol=1e-4, atol=1e-5)
 
     @chex.variants(with_jit=True, without_jit=True)
