@@ -19,6 +19,7 @@ from jaxrl.agents import ppo
 from jaxrl.config import ConfigError
 from jaxrl.agent import Setup
 from jaxrl.envs.wrappers import Wrapper
+from jaxrl.types import Transition
 
 sys.path.insert(0, os.path.dirname(__file__))
 import imitation_data  # noqa: E402
@@ -365,3 +366,46 @@ def test_without_demos_the_expert_run_is_recorded_at_setup(files):
     np.testing.assert_array_equal(
         data.action, jax.vmap(expert.act)(data.obs, jax.random.split(jax.random.key(0),
                                                                      data.obs.shape[0])))
+
+
+def test_learned_reward_replaces_rewards_by_g_minus_baseline():
+    from jaxrl.agent import init_addons, transform
+    config = im.AIRLConfig(env="CartPole-v1", disc_hidden_sizes=(8,), **TINY)
+    spec = envs.env_spec(*envs.make("CartPole-v1"))
+    setup = Setup(config=config, env=None, env_params=None, spec=spec,
+                  network=im._network(config, spec))
+    disc = im._disc_init(jax.random.key(0), setup).params
+    addon = im.learned_reward(disc, config, baseline=0.25)
+    setup = dataclasses.replace(setup, addons=(addon,))
+    obs = jax.random.normal(jax.random.key(1), (3, 2, 4))
+    traj = Transition(obs=obs, action=jnp.zeros((3, 2), jnp.int32),
+                         reward=jnp.full((3, 2), 7.0), terminated=jnp.zeros((3, 2), bool),
+                         truncated=jnp.zeros((3, 2), bool), next_obs=obs)
+    addons = init_addons(jax.random.key(2), setup)
+    out, addons = transform(addons, traj, jax.random.key(3), setup)
+    g = im.airl_g(disc, obs.reshape(6, 4), config).reshape(3, 2)
+    np.testing.assert_allclose(out.reward, g - 0.25, rtol=1e-6)
+    _, metrics = addon.after(addons["airl_reward"], {}, None, setup)
+    np.testing.assert_allclose(metrics["airl_reward/extrinsic_mean"], 7.0)
+    with pytest.raises(ConfigError, match="airl run"):
+        im.learned_reward(disc, im.AdversarialConfig())
+
+
+def test_setup_with_expert_refuses_another_env():
+    with pytest.raises(ConfigError, match="acts on 'CartPole-v1', not on env 'Acrobot-v1'"):
+        im.setup_with_expert(im.DAggerConfig(env="Acrobot-v1"), imitation_data.scripted_expert())
+
+
+@pytest.mark.slow
+def test_bc_learns_cartpole_from_one_scripted_episode(scripted_demos):
+    config = im.CloneConfig(env="CartPole-v1", demos=scripted_demos, total_timesteps=8 * 64 * 40)
+    per_seed = testing.learning_check(im.BC_AGENT, config, im.CloneHParams.create())
+    assert np.nanmean(per_seed) >= 400, per_seed
+
+
+@pytest.mark.slow
+def test_gail_learns_cartpole_without_rewards(scripted_demos):
+    config = im.AdversarialConfig(env="CartPole-v1", demos=scripted_demos,
+                                  total_timesteps=300_000)
+    per_seed = testing.learning_check(im.GAIL_AGENT, config, ppo.HParams.create())
+    assert np.nanmean(per_seed) >= 400, per_seed
