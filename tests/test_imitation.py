@@ -397,10 +397,16 @@ def test_setup_with_expert_refuses_another_env():
 
 
 @pytest.mark.slow
-def test_bc_learns_cartpole_from_one_scripted_episode(scripted_demos):
-    config = im.CloneConfig(env="CartPole-v1", demos=scripted_demos, total_timesteps=8 * 64 * 40)
-    per_seed = testing.learning_check(im.BC_AGENT, config, im.CloneHParams.create())
-    assert np.nanmean(per_seed) >= 400, per_seed
+def test_bc_learns_cartpole_from_three_scripted_episodes(files):
+    # Greedy evaluation: an episode may not end inside the last iterations' play.
+    from jaxrl import experiment
+    config = im.CloneConfig(env="CartPole-v1", demos=files["demos"], total_timesteps=8 * 64 * 40)
+    train = jax.jit(jax.vmap(runner.make_train(im.BC_AGENT, config), in_axes=(0, None)))
+    state, _ = train(jax.random.split(jax.random.key(0), 4), im.CloneHParams.create())
+    returns = experiment.evaluate(im.BC_AGENT, im.BC_AGENT.setup(config), state.params,
+                                  num_episodes=10, seed=1).mean(axis=1)
+    print("BC from 3 scripted episodes, greedy return per seed:", returns)
+    assert returns.mean() >= 400, returns
 
 
 @pytest.mark.slow
