@@ -23,7 +23,12 @@ inside the jitted run (`Config.expert`, a run folder). Datasets and experts are 
 * `airl`: Fu, Luo and Levine 2018: the discriminator's logit is
   `f(s, a, s') - log pi(a|s)` with `f = g(s) + gamma h(s') - h(s)` (`airl_f`): `g` is a
   state-only reward and `h` a shaping potential, so `g` transfers to a fresh learner
-  (`learned_reward`); PPO maximises the logit `f - log pi`.
+  (`learned_reward`); PPO maximises the logit `f - log pi` (or, `reward = "softplus"`,
+  `-log(1 - D)` as GAIL does: where the agent can end the episode, a reward that is often
+  negative teaches it to end it early).
+
+`gradient_reversal` is the building block of third-person imitation (Stadie et al. 2017);
+the third-person agent itself is not written yet.
 
 Both adversarial agents are PPO with a discriminator add-on (`discriminator`): its
 `transform` takes `disc_steps` Adam steps on the rollout against as many expert rows,
@@ -540,8 +545,8 @@ def disc_inputs(obs: jax.Array, action: jax.Array, spec: Any) -> jax.Array:
     if spec.discrete:
         act = jax.nn.one_hot(action, spec.num_actions)
     else:
-        act = jnp.clip(action.reshape(action.shape[0], -1), jnp.asarray(spec.action_low)[None],
-                       jnp.asarray(spec.action_high)[None])
+        low, high = jnp.asarray(spec.action_low)[None], jnp.asarray(spec.action_high)[None]
+        act = jnp.clip(action.reshape(action.shape[0], -1), low, high)
     return jnp.concatenate([flat, act], axis=-1)
 
 
@@ -749,11 +754,7 @@ def learned_reward(disc_params: Params, config: AdversarialConfig, *, baseline: 
         transform=transform, after=lambda a, m, k, setup: sparse.report(a, m, k, name=name))
 
 
-__all__ = ["AIRL_AGENT", "AIRLConfig", "AdversarialConfig", "Aggregate", "BC_AGENT",
-           "CloneConfig", "CloneHParams", "DAGGER_AGENT", "DAggerConfig", "DAggerHParams",
-           "GAIL_AGENT", "Labelled", "aggregate", "airl_f", "beta_schedule", "clone_loss",
-           "demo_rows", "disc_inputs", "discriminator", "discriminator_loss",
-           "airl_g", "gradient_reversal", "learned_reward", "policy_reward", "sample_rows", "setup_with_expert"]
+
 
 
 @jax.custom_vjp
@@ -781,3 +782,11 @@ def _reversal_bwd(scale, g):
 
 
 gradient_reversal.defvjp(_reversal_fwd, _reversal_bwd)
+
+
+__all__ = ["AIRL_AGENT", "AIRLConfig", "AdversarialConfig", "Aggregate", "BC_AGENT",
+           "CloneConfig", "CloneHParams", "DAGGER_AGENT", "DAggerConfig", "DAggerHParams",
+           "GAIL_AGENT", "Labelled", "Sources", "aggregate", "airl_f", "airl_g",
+           "beta_schedule", "clone_loss", "demo_rows", "disc_inputs", "discriminator",
+           "discriminator_loss", "gradient_reversal", "learned_reward", "policy_reward",
+           "sample_rows", "setup_with_expert"]

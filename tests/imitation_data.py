@@ -9,7 +9,6 @@ import functools
 import os
 import tempfile
 
-import jax
 import jax.numpy as jnp
 
 from jaxrl import demos, envs, experiment
@@ -38,4 +37,3 @@ def files() -> dict[str, str]:
 
 
 __all__ = ["files", "scripted_expert"]
-del jax

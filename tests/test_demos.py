@@ -79,7 +79,8 @@ def _refusals(d):
     obs = np.asarray(d.obs)
     ep = np.asarray(d.episode)
     return {
-        "version": ({"format_version": np.int64(2)}, "format version 2; this jaxrl reads version 1"),
+        "version": ({"format_version": np.int64(2)},
+                    "format version 2; this jaxrl reads version 1"),
         "no-version": ({"format_version": None}, "no format_version"),
         "missing-array": ({"next_obs": None}, "lacks the array 'next_obs'"),
         "short-action": ({"action": np.asarray(d.action)[:-1]}, "action must have"),
