@@ -16,7 +16,7 @@ from absl.testing import parameterized
 from jaxrl import demos, envs, runner, testing
 from jaxrl.agents import imitation as im
 from jaxrl.agents import ppo
-from jaxrl.config import ConfigError
+from jaxrl.config import ConfigError, stack_hparams
 from jaxrl.agent import Setup
 from jaxrl.envs.wrappers import Wrapper
 from jaxrl.types import Transition
@@ -296,7 +296,7 @@ def test_bc_vmaps_over_seeds_and_dataset_sizes(files):
     keys = jax.random.split(jax.random.key(0), 2)
     testing.assert_vmap_matches_separate(train, keys, im.CloneHParams.create(), rtol=1e-5,
                                          atol=1e-6)
-    sizes = im.CloneHParams.create(demo_episodes=np.array([1.0, 3.0], np.float32))
+    sizes = stack_hparams([im.CloneHParams.create(demo_episodes=k) for k in (1.0, 3.0)])
     _, metrics = jax.jit(jax.vmap(train, in_axes=(None, 0)))(keys[0], sizes)
     demo = demos.load(files["demos"])
     np.testing.assert_array_equal(metrics["bc/dataset_size"][:, 0],
