@@ -486,7 +486,7 @@ DAGGER_AGENT = Agent(name="dagger", Config=DAggerConfig, HParams=DAggerHParams,
 
 
 KINDS = ("gail", "airl")
-POLICY_REWARDS = ("softplus", "logit")
+POLICY_REWARDS = ("softplus", "logit", "f")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -504,7 +504,9 @@ class AdversarialConfig(Sources, ppo.Config):
         (`-log(1 - D)`, Ho and Ermon's; always positive) or `logit` (`log D - log(1 - D)`,
         Fu et al.'s). In an env where the agent can end the episode the sign matters
         (Kostrikov et al. 2019): a reward that is often negative teaches it to end
-        episodes early, so AIRL on such an env needs `softplus`.
+        episodes early, so AIRL on such an env needs `softplus`. `f` (AIRL only): the
+        logit plus `log pi`, i.e. `f(s, a, s')` without the entropy term that pays a
+        continuous policy for widening.
     """
 
     kind = "gail"
@@ -516,6 +518,8 @@ class AdversarialConfig(Sources, ppo.Config):
     def __post_init__(self):
         super().__post_init__()
         cfg.check_choice("reward", self.reward, POLICY_REWARDS)
+        if self.reward == "f" and self.kind != "airl":
+            raise ConfigError("reward f is AIRL's f(s, a, s'); gail allows softplus, logit")
         cfg.check_sizes("disc_hidden_sizes", self.disc_hidden_sizes)
         lr = cfg.check_real("disc_learning_rate", self.disc_learning_rate)
         if lr <= 0:
@@ -677,7 +681,11 @@ def _disc_transform(astate: DiscState, transitions: Transition, key: PRNGKey, se
     astate, metrics = jax.lax.scan(one, astate, expert)
     metrics = jax.tree.map(lambda m: m[0], metrics)  # before this batch's updates
     logit = disc_logits(astate.params, flat, astate.policy_params, astate.gamma, setup)
-    reward = policy_reward(logit, config.reward)
+    if config.reward == "f":
+        dist, _ = actor_critic.policy(astate.policy_params, flat.obs, setup)
+        reward = logit + dist.log_prob(flat.action)
+    else:
+        reward = policy_reward(logit, config.reward)
     tally = sparse.add_to_tally(
         astate.tally, size, env_reward_mean=flat.reward.mean(),
         disc_reward_mean=reward.mean(),

@@ -203,12 +203,31 @@ def part_airl_transfer(results: dict) -> dict:
             "wall_s": time.time() - start}
 
 
+def part_airl_f_pendulum(results: dict) -> dict:
+    """AIRL on Pendulum maximising f(s, a, s') alone (no -log pi in the reward)."""
+    from jaxrl import logger, runner
+    from jaxrl.agents import imitation as im
+
+    env = "Pendulum-v1"
+    config, hparams = _adversarial_config("airl", env)
+    config = dataclasses.replace(config, reward="f")
+    start = time.time()
+    state, metrics = jax.jit(jax.vmap(runner.make_train(im.AIRL_AGENT, config),
+                                      in_axes=(0, None)))(
+        jax.random.split(jax.random.key(0), SEEDS), hparams)
+    return {**_stats(evaluate(im.AIRL_AGENT, config, state.params)),
+            "final_training_return": _stats(logger.final_returns(jax.tree.map(np.asarray,
+                                                                              metrics))),
+            "total_timesteps": config.total_timesteps, "wall_s": time.time() - start}
+
+
 PARTS = {"experts": part_experts,
          **{f"bc-{env}": part_bc(env) for env in ENVS},
          "dagger-vs-bc": part_dagger_vs_bc,
          **{f"{kind}-{env}": part_adversarial(kind, env)
             for kind in ("gail", "airl") for env in ENVS},
-         "airl-transfer": part_airl_transfer}
+         "airl-transfer": part_airl_transfer,
+         "airl-Pendulum-v1-f-reward": part_airl_f_pendulum}
 
 
 def write_report(results: dict) -> None:
@@ -260,6 +279,8 @@ def write_report(results: dict) -> None:
             ("airl-Pendulum-v1-logit-reward", "AIRL, logit reward", "Pendulum-v1"),
             ("airl-transfer-logit-reward-no-baseline",
              "PPO on g(s) of the logit-reward AIRL, no baseline", "CartPole-v1"),
+            ("airl-Pendulum-v1-f-reward", "AIRL, reward f (no -log pi), fast discriminator",
+             "Pendulum-v1"),
             ("airl-Pendulum-v1-softplus-reward-default-disc",
              "AIRL, softplus reward, default discriminator (lr 3e-4, 4 steps)", "Pendulum-v1")):
         r = results.get(key)

@@ -320,6 +320,10 @@ def test_configs_refuse_bad_values(files):
         im.DAGGER_AGENT.setup(im.DAggerConfig(env="Acrobot-v1", expert=files["expert"]))
     with pytest.raises(ConfigError, match="disc_learning_rate"):
         im.AdversarialConfig(disc_learning_rate=0.0)
+    with pytest.raises(ConfigError, match="reward f is AIRL's"):
+        im.AdversarialConfig(reward="f")
+    with pytest.raises(ConfigError, match="reward must be one of softplus, logit, f"):
+        im.AIRLConfig(reward="linear")
 
 
 def test_gradient_reversal_flips_the_feature_gradient_and_nothing_else():
