@@ -271,8 +271,10 @@ def write_report(results: dict) -> None:
     r = results.get("airl-transfer")
     lines.append(f"| PPO on AIRL's g(s) - min over expert states (seed 0's) | CartPole-v1 | "
                  f"learned reward only | {cell(r)} | {pct(r, 'CartPole-v1')} |")
-    lines += ["", "AIRL rows use `reward = softplus` (PPO maximises `-log(1 - D)` of AIRL's "
-              "discriminator). With the paper's `log D - log(1 - D)` (`reward = logit`):", "",
+    lines += ["", "AIRL rows above use `reward = softplus` (PPO maximises `-log(1 - D)` of "
+              "AIRL's discriminator; on Pendulum with `disc_learning_rate` 1e-3 and "
+              "`disc_steps` 16). Other reward forms: the paper's `log D - log(1 - D)` "
+              "(`logit`), and `f` (the logit plus `log pi`):", "",
               "| method | env | return | vs expert |", "|---|---|---|---|"]
     for key, label, env in (
             ("airl-CartPole-v1-logit-reward", "AIRL, logit reward", "CartPole-v1"),
