@@ -258,8 +258,15 @@ def _lifelong(argv: list[str]) -> int:
     return lifelong.main(argv)
 
 
+def _demos(argv: list[str]) -> int:
+    from jaxrl import demos
+    from jaxrl.agents import REGISTRY
+
+    return demos.command(argv, REGISTRY)
+
+
 COMMANDS = {"train": _train, "resume": _resume, "eval": _eval, "plot": _plot, "list": _list,
-            "lifelong": _lifelong}
+            "lifelong": _lifelong, "demos": _demos}
 USAGE = ("usage: jaxrl {train AGENT [flags] | resume RUN_DIR | eval RUN_DIR [--episodes N] | "
          "plot RUN_DIR [RUN_DIR ...] --out FILE.png | list}   (jaxrl COMMAND --help for flags)")
 
