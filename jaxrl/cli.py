@@ -14,13 +14,13 @@ import os
 import sys
 from typing import Any, NoReturn
 
-from jaxrl.config import ConfigError
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
+        from jaxrl.config import ConfigError
         raise ConfigError(message)
 
 
@@ -96,6 +96,7 @@ def _default_out(agent: str, env: str) -> str:
 # `--help` answer before JAX and the libraries load.
 def _train(argv: list[str]) -> int:
     from jaxrl import agents
+    from jaxrl.config import ConfigError
 
     if not argv or argv[0].startswith("-"):
         raise ConfigError(f"agent is required; allowed: {', '.join(agents.ENTRIES)}")
@@ -251,6 +252,7 @@ def _plot(argv: list[str]) -> int:
 
 
 def _list(argv: list[str]) -> int:
+    from jaxrl.config import ConfigError
     if argv:
         raise ConfigError(f"list takes no arguments, got {' '.join(argv)}")
     from jaxrl import envs
@@ -275,16 +277,34 @@ def main(argv: list[str] | None = None) -> int:
     real_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        # Imported here, not at the top (it loads JAX, seconds): Ctrl-C meanwhile is one line.
+        from jaxrl.config import ConfigError
+        return _dispatch(argv, ConfigError)
+    except KeyboardInterrupt as e:
+        print(f"jaxrl: {e}" if str(e) else "jaxrl: interrupted before anything was written",
+              file=sys.stderr)
+        if real_process:
+            # Interpreter teardown while XLA's threads still run can crash: end here.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        return 130
+
+
+def _dispatch(argv: list[str], config_error: type) -> int:
+    try:
         if argv and argv[0] in ("-h", "--help"):
             print(USAGE)
             return 0
         if not argv:
-            raise ConfigError(f"command is required; allowed: {', '.join(COMMANDS)} ({USAGE})")
+            raise config_error(f"command is required; allowed: {', '.join(COMMANDS)} "
+                               f"({USAGE})")
         command = argv[0]
         if command not in COMMANDS:
-            raise ConfigError(f"command {command!r} is unknown; allowed: {', '.join(COMMANDS)}")
+            raise config_error(f"command {command!r} is unknown; allowed: "
+                               f"{', '.join(COMMANDS)}")
         return COMMANDS[command](argv[1:])
-    except ConfigError as e:
+    except config_error as e:
         print(f"jaxrl: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `jaxrl list | head`: the reader left, nothing to report
@@ -296,17 +316,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"jaxrl: error: {line}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as e:
-        from jaxrl.guard import Interrupted
-        print(f"jaxrl: {e}" if isinstance(e, Interrupted) and str(e) else
-              "jaxrl: interrupted (`jaxrl resume RUN_DIR` continues a run from its newest "
-              "checkpoint)", file=sys.stderr)
-        if real_process:
-            # Interpreter teardown while XLA's threads still run can crash: end here.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(130)
-        return 130
 
 
 def _fault_line(e: Exception) -> str | None:
