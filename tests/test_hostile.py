@@ -65,8 +65,28 @@ def run_cli(argv, capsys):
     return status, out, err
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """A persistent compilation cache for this module's runs, in process and in the
+    subprocesses: the tiny PPO program compiles once (XLA compiles the same program to the
+    same code, `test_cli`'s reproducibility test), later runs load it."""
+    from jax._src import compilation_cache as cc
+
+    cache = tmp_path_factory.mktemp("compilation-cache")
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    before = {n: getattr(jax.config, n) for n in names}
+    for name, value in zip(names, (str(cache), 0, 0)):
+        jax.config.update(name, value)
+    cc.reset_cache()
+    yield cache
+    for name, value in before.items():
+        jax.config.update(name, value)
+    cc.reset_cache()
+
+
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def finished(tmp_path_factory, compilation_cache):
     """A finished tiny PPO run folder (4 chunks of 8 iterations), trained once."""
     out = tmp_path_factory.mktemp("finished") / "run"
     assert cli.main(["train", "ppo", *TINY, "--out", str(out)]) == 0
@@ -138,13 +158,13 @@ def test_the_memory_estimate_counts_the_training_state_exactly():
     """The state part is `jax.eval_shape` of init: compare with a real state's bytes."""
     agent = REGISTRY["dqn"]
     config = agent.Config(num_envs=2, rollout_len=8, total_timesteps=64, buffer_size=512,
-                          minibatch_size=8, learning_starts=0, hidden_sizes=(32,))
+                          minibatch_size=8, learning_starts=0, train_frequency=4,
+                          hidden_sizes=(32,))
     hparams = agent.HParams.create()
     setup, estimate = experiment.validate(agent, config, hparams,
                                           experiment.run_options(num_seeds=3))
     init_fn, _ = runner.parts(agent, config, setup)
-    state, keys = jax.jit(runner._make_init(init_fn, False))(runner.split_seed_keys(0, 3),
-                                                            hparams)
+    state, keys = runner._make_init(init_fn, False)(runner.split_seed_keys(0, 3), hparams)
     real = sum(x.nbytes if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
                else jax.random.key_data(x).nbytes for x in jax.tree.leaves(state))
     assert estimate.parts["training state x2"] == 2 * real
@@ -260,7 +280,7 @@ def test_a_second_writer_is_refused_while_another_process_holds_the_folder(finis
 
 
 @pytest.mark.parametrize("where", ["out", "summary.json", "learning_curve.png",
-                                   "checkpoints", "checkpoints/8"])
+                                   "checkpoints", "checkpoints/32"])
 @pytest.mark.parametrize("command", ["train-overwrite", "resume"])
 def test_no_write_or_delete_through_a_symlink(where, command, finished, tmp_path, capsys):
     outside = tmp_path / "outside"
@@ -487,7 +507,7 @@ def test_the_watchdog_leaves_a_healthy_run_alone(tmp_path):
 
 
 HANG_SCRIPT = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     import jax, jax.numpy as jnp
     from flax import struct
     from jaxrl import guard, runner
@@ -498,7 +518,10 @@ HANG_SCRIPT = textwrap.dedent("""
 
     def sleep_at_six(step):
         if int(step) == 6:
-            time.sleep(120)  # wedged inside the compiled chunk, as XLA:CPU once was
+            # Wedged inside the compiled chunk, as XLA:CPU once was: with the watchdog's
+            # signal blocked, this thread never returns to Python, like native code.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+            time.sleep(120)
         return step
 
     def iteration(state, key, hp):
@@ -513,6 +536,7 @@ HANG_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_the_watchdog_ends_a_process_wedged_in_native_code(tmp_path):
     stacks = tmp_path / "hang-stacks.txt"
     t0 = time.perf_counter()
@@ -561,19 +585,20 @@ def _interrupt_trial(finished, out, cache, delay):
     return outcome
 
 
-def test_ctrl_c_at_a_random_moment_is_one_line_and_resumes_exactly(finished, tmp_path):
+def test_ctrl_c_at_a_random_moment_is_one_line_and_resumes_exactly(finished, tmp_path,
+                                                                   compilation_cache):
     rng = np.random.default_rng(21)
-    outcome = _interrupt_trial(finished, tmp_path / "run", tmp_path / "cache",
+    outcome = _interrupt_trial(finished, tmp_path / "run", compilation_cache,
                                float(rng.uniform(4.0, 10.0)))
     print(f"SIGINT trial: {outcome}")
 
 
 @pytest.mark.slow
-def test_ctrl_c_at_many_random_moments(finished, tmp_path):
+def test_ctrl_c_at_many_random_moments(finished, tmp_path, compilation_cache):
     rng = np.random.default_rng(2021)
     outcomes = {}
     for i, delay in enumerate(rng.uniform(0.05, 16.0, size=16)):
-        outcome = _interrupt_trial(finished, tmp_path / f"run-{i}", tmp_path / "cache",
+        outcome = _interrupt_trial(finished, tmp_path / f"run-{i}", compilation_cache,
                                    float(delay))
         outcomes.setdefault(outcome, []).append(round(float(delay), 2))
     print(f"SIGINT trials: {outcomes}")
@@ -581,10 +606,11 @@ def test_ctrl_c_at_many_random_moments(finished, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_concurrent_train_processes_leave_one_consistent_run(finished, tmp_path):
+def test_two_concurrent_train_processes_leave_one_consistent_run(finished, tmp_path,
+                                                                 compilation_cache):
     out = tmp_path / "run"
     procs = [_start_cli(["train", "ppo", *TINY, "--seed", str(seed), "--out", str(out)],
-                        tmp_path / "cache") for seed in (1, 2)]
+                        compilation_cache) for seed in (1, 2)]
     results = [(p.returncode, *p.communicate(timeout=300)) for p in procs]
     results = [(p.returncode, o, e) for p, (_, o, e) in zip(procs, results)]
     codes = sorted(r[0] for r in results)
@@ -599,7 +625,7 @@ def test_two_concurrent_train_processes_leave_one_consistent_run(finished, tmp_p
 
 
 @pytest.mark.slow
-def test_a_size_limited_disk_is_one_line(tmp_path):
+def test_a_size_limited_disk_is_one_line(tmp_path, compilation_cache):
     import resource
 
     def limit():
@@ -607,7 +633,7 @@ def test_a_size_limited_disk_is_one_line(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
     out = tmp_path / "run"
-    proc = _start_cli(["train", "ppo", *TINY, "--out", str(out)], tmp_path / "cache",
+    proc = _start_cli(["train", "ppo", *TINY, "--out", str(out)], compilation_cache,
                       preexec_fn=limit)
     stdout, stderr = proc.communicate(timeout=300)
     one_error_line(proc.returncode, "", stderr, r"File too large", code=1)
