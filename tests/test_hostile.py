@@ -164,7 +164,8 @@ def test_the_memory_estimate_counts_the_training_state_exactly():
     setup, estimate = experiment.validate(agent, config, hparams,
                                           experiment.run_options(num_seeds=3))
     init_fn, _ = runner.parts(agent, config, setup)
-    state, keys = runner._make_init(init_fn, False)(runner.split_seed_keys(0, 3), hparams)
+    state, keys = jax.jit(runner._make_init(init_fn, False))(runner.split_seed_keys(0, 3),
+                                                            hparams)
     real = sum(x.nbytes if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
                else jax.random.key_data(x).nbytes for x in jax.tree.leaves(state))
     assert estimate.parts["training state x2"] == 2 * real
