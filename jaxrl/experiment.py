@@ -58,7 +58,8 @@ def _is_run_file(name: str) -> bool:
     base, sep, pid = name.rpartition(".tmp-")
     if sep and pid.isdigit():
         name = base
-    return name in RUN_FILES or name in RUN_DIRS or name == guard.RunFolder.ASIDE
+    return (name in RUN_FILES or name in RUN_DIRS
+            or name in (guard.RunFolder.ASIDE, guard.RunFolder.DELETING))
 
 
 def check_out_dir(out: str, *, overwrite: bool = False) -> None:
@@ -487,7 +488,7 @@ def train(agent: Agent, config: Any, hparams: Any, out: str, *,
         return _execute(run, setup, out, start=None, progress=progress, quiet=quiet,
                         callbacks=[_OnCompiled(folder), *callbacks])
     except BaseException as e:
-        restored = bool(folder._aside)
+        restored = folder.replacing
         folder.rollback()
         if isinstance(e, KeyboardInterrupt) and not isinstance(e, guard.Interrupted):
             raise _interrupted(out, restored) from None

@@ -354,6 +354,7 @@ class RunFolder:
     """
 
     ASIDE = ".jaxrl-replaced"
+    DELETING = ".jaxrl-replaced-deleting"
 
     def __init__(self, out: str):
         self.out = out
@@ -378,13 +379,29 @@ class RunFolder:
             raise
         self._fd = fd
         check_no_symlink(self.out)  # again, under the lock
+        self._recover()
         return self
+
+    @property
+    def replacing(self) -> bool:
+        """True while an earlier run is moved aside (neither committed nor rolled back)."""
+        return bool(self._aside)
+
+    def _recover(self) -> None:
+        """Finish what a killed writer left: a deletion it had started is completed; an
+        earlier run still aside (the new one never compiled, or it would have been
+        committed) is put back in place of what the new run wrote."""
+        remove_tree(os.path.join(self.out, self.DELETING))
+        aside = os.path.join(self.out, self.ASIDE)
+        if os.path.isdir(aside):
+            self._aside = sorted(os.listdir(aside))
+            self._written = tuple(self._aside)
+            self.rollback()
 
     def move_aside(self, names: tuple[str, ...], written: tuple[str, ...]) -> None:
         """Move the earlier run's `names` (files or folders) aside; `written`: what the new
         run may create, removed again by `rollback`."""
         aside = os.path.join(self.out, self.ASIDE)
-        remove_tree(aside)  # a crashed replacement's leftovers: the new run had compiled
         present = [n for n in names if os.path.lexists(os.path.join(self.out, n))]
         self._written = written
         if not present:
@@ -397,7 +414,9 @@ class RunFolder:
     def commit(self) -> None:
         """The new run compiled: delete the earlier run for good."""
         if self._aside:
-            remove_tree(os.path.join(self.out, self.ASIDE))
+            # Renamed first: a writer killed during the deletion leaves a name that says so.
+            os.rename(os.path.join(self.out, self.ASIDE), os.path.join(self.out, self.DELETING))
+            remove_tree(os.path.join(self.out, self.DELETING))
             self._aside = []
 
     def rollback(self) -> None:

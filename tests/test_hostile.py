@@ -256,6 +256,20 @@ def test_ctrl_c_while_compiling_a_new_run_says_there_is_nothing_to_resume(tmp_pa
                                      r"resume", code=130)
 
 
+def test_a_replacement_cut_short_by_a_kill_is_undone_by_the_next_writer(tmp_path):
+    run = tmp_path / "run"
+    (run / guard.RunFolder.ASIDE / "checkpoints" / "8").mkdir(parents=True)
+    (run / guard.RunFolder.ASIDE / "metrics.jsonl").write_text("old metrics\n")
+    (run / guard.RunFolder.ASIDE / "config.json").write_text("old config")
+    (run / "config.json").write_text("new config, never compiled")
+    (run / guard.RunFolder.DELETING).mkdir()
+    folder = guard.RunFolder(str(run)).acquire(create=False)
+    folder.release()
+    assert (run / "config.json").read_text() == "old config"
+    assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "metrics.jsonl"]
+    assert os.listdir(run / "checkpoints") == ["8"]
+
+
 def test_a_second_writer_is_refused_while_another_process_holds_the_folder(finished,
                                                                            tmp_path, capsys):
     run = copy_run(finished, tmp_path / "run")
