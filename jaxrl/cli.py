@@ -177,12 +177,19 @@ def _resume(argv: list[str]) -> int:
                      description="Continue a run from its newest checkpoint to its end.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--watchdog-factor", type=float, default=None, metavar="FLOAT",
+                        help="replace the run's watchdog factor (0: off)")
+    parser.add_argument("--watchdog-floor-s", type=float, default=None, metavar="SECONDS",
+                        help="replace the run's watchdog floor")
     args = parser.parse_args(argv)
 
     from jaxrl import experiment
     from jaxrl.agents import REGISTRY
 
-    experiment.resume(args.run_dir, REGISTRY, progress=not args.no_progress)
+    watchdog = {k: v for k, v in (("watchdog_factor", args.watchdog_factor),
+                                  ("watchdog_floor_s", args.watchdog_floor_s)) if v is not None}
+    experiment.resume(args.run_dir, REGISTRY, progress=not args.no_progress,
+                      watchdog=watchdog)
     print(f"run folder: {args.run_dir}")
     return 0
 

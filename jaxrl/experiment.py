@@ -646,7 +646,8 @@ def restore_checkpoint(run: Run, setup: Setup, out: str,
 
 def resume(out: str, agents: Mapping[str, Agent], *, progress: bool = True,
            quiet: bool = False,
-           callbacks: Sequence[runner.Callback] = (), tuned: str | None = None) -> dict:
+           callbacks: Sequence[runner.Callback] = (), tuned: str | None = None,
+           watchdog: Mapping[str, float] | None = None) -> dict:
     """Continue the run in folder `out` from its newest checkpoint to the configured end.
 
     `config.json` is checked against its schema and the run validated as `train` does;
@@ -655,12 +656,19 @@ def resume(out: str, agents: Mapping[str, Agent], *, progress: bool = True,
     (dropping what a crashed process wrote after it), then continued, so the metrics file
     ends up byte-identical to an uninterrupted run's. A run whose newest checkpoint is the
     last iteration only gets its summary and curve rewritten (with the training segments'
-    own compile times and speeds).
+    own compile times and speeds). `watchdog` replaces the run's `watchdog_factor` and
+    `watchdog_floor_s` for this process (they change no computation).
 
     Returns:
       The summary dict (also written to `summary.json`).
     """
     run = load_run(out, agents)
+    if watchdog:
+        unknown = sorted(set(watchdog) - {"watchdog_factor", "watchdog_floor_s"})
+        if unknown:
+            raise ConfigError(f"{unknown[0]} cannot be changed on resume; allowed: "
+                              "watchdog_factor, watchdog_floor_s")
+        run = run._replace(options={**run.options, **watchdog})
     guard.check_no_symlink(out)
     setup, _ = validate(run.agent, run.config, run.hparams, run.options)
     folder = guard.RunFolder(out).acquire(create=False)

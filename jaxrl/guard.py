@@ -466,7 +466,11 @@ class Watchdog:
     """Stop a host loop whose current chunk takes far longer than the ones before it.
 
     The limit of a chunk is `max(floor_s, factor * slowest)`, `slowest` the longest earlier
-    chunk (for the first chunk, the compile time). Past it, a thread writes every thread's
+    chunk or the compile time, whichever is longer (a replay agent's warm-up chunks are
+    fast, its first learning chunk is not: the compile time keeps that from tripping).
+    The first chunk, with nothing to compare with, gets `factor` times that again. A
+    stopped run resumes from its last checkpoint (`jaxrl resume --watchdog-factor`, if the
+    chunk was only slow). Past the limit, a thread writes every thread's
     Python stack (`faulthandler.dump_traceback`) to `stacks_path` and raises `HangError`
     in the main thread (by a signal, which also wakes a sleeping call). If the main thread
     is wedged in native code and does not react within `grace_s`, it prints the one line
@@ -484,6 +488,7 @@ class Watchdog:
         self.grace_s = grace_s
         self.message: str | None = None
         self._slowest = 0.0
+        self._measured = False
         self._deadline: float | None = None
         self._chunk = 0
         self._started_at = 0.0
@@ -509,13 +514,16 @@ class Watchdog:
         with self._lock:
             self._chunk = chunk
             self._started_at = time.perf_counter()
-            self._deadline = self._started_at + max(self.floor_s,
-                                                    self.factor * self._slowest)
+            reference = self.factor * self._slowest
+            if not self._measured:
+                reference *= self.factor
+            self._deadline = self._started_at + max(self.floor_s, reference)
         self._wake.set()
 
     def end(self) -> None:
         with self._lock:
             self._slowest = max(self._slowest, time.perf_counter() - self._started_at)
+            self._measured = True
             self._deadline = None
 
     def stop(self) -> None:
@@ -560,7 +568,8 @@ class Watchdog:
             where = f"thread stacks could not be written ({e.strerror})"
         self.message = (f"the chunk from iteration {chunk + 1} ran over {limit:.0f} s "
                         f"(watchdog: {self.factor:g}x the slowest earlier chunk, at least "
-                        f"{self.floor_s:g} s) and was stopped; {where}")
+                        f"{self.floor_s:g} s) and was stopped; {where}; if it was only "
+                        "slow, `jaxrl resume RUN_DIR --watchdog-factor F` continues it")
         if self._previous_handler is not None:
             signal.pthread_kill(self._main, signal.SIGUSR1)
         if self._done.wait(self.grace_s):

@@ -460,6 +460,29 @@ def test_a_checkpoint_save_that_fails_is_one_line_and_cleans_its_temporary_folde
     assert checkpoint.steps(str(out_dir / "checkpoints")) == [8]
 
 
+def test_ctrl_c_during_a_checkpoint_save_waits_for_the_save(tmp_path, monkeypatch):
+    import orbax.checkpoint as ocp
+
+    real_save = ocp.CheckpointManager.save
+
+    def interrupted_save(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives while orbax writes
+        time.sleep(0.2)
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", interrupted_save)
+    saver = checkpoint.Checkpointer(str(tmp_path / "checkpoints"), {"agent": "toy"})
+    tree = {"state": {"w": jnp.arange(6.0)}, "run_keys": jax.random.split(jax.random.key(0), 2)}
+    with pytest.raises(KeyboardInterrupt):
+        saver.save(4, tree)
+    saver.close()
+    assert checkpoint.steps(str(tmp_path / "checkpoints")) == [4]
+    assert os.listdir(tmp_path / "checkpoints") == ["4"]  # complete, no temporary folder
+    restored, meta = checkpoint.restore(str(tmp_path / "checkpoints"), jax.eval_shape(
+        lambda: tree))
+    np.testing.assert_array_equal(restored["state"]["w"], np.arange(6.0))
+
+
 def test_a_read_only_run_folder_on_resume_is_one_line_and_unchanged(finished, tmp_path,
                                                                     capsys, monkeypatch):
     run = copy_run(finished, tmp_path / "run")
