@@ -65,8 +65,8 @@ class Interrupted(KeyboardInterrupt):
 def check_int32(name: str, value: Any) -> None:
     """Raise `ConfigError` if the int `value` does not fit the int32 the program uses."""
     if type(value) is int and value > INT32_MAX:
-        raise ConfigError(f"{name} must be at most {INT32_MAX} (it is an int32 in the "
-                          f"compiled program), got {value}")
+        raise ConfigError(f"{name} must be at most {INT32_MAX} (sizes and counters are "
+                          f"int32 in the compiled program), got {value}")
 
 
 def check_seed(name: str, value: Any, *, none: bool = False) -> None:
@@ -106,17 +106,15 @@ def check_pointless(config: Any) -> None:
                           "total_timesteps")
 
 
-def _option_kinds() -> dict[str, tuple[str, bool]]:
-    # name -> (kind, may be None)
-    return {"seed": ("seed", False), "num_seeds": ("count", False), "devices": ("count", True),
-            "seed_batch": ("count", True), "chunk_iterations": ("count", True),
-            "checkpoint_every": ("count", True), "keep_checkpoints": ("count", False),
-            "eval_episodes": ("count0", False), "tensorboard": ("bool", False),
-            "wandb": ("bool", False), "wandb_project": ("name", True),
-            "watchdog_factor": ("factor", False), "watchdog_floor_s": ("seconds", False)}
-
-
-RUN_OPTIONS = tuple(_option_kinds())
+# name -> (kind, may be None)
+_OPTION_KINDS = {
+    "seed": ("seed", False), "num_seeds": ("count", False), "devices": ("count", True),
+    "seed_batch": ("count", True), "chunk_iterations": ("count", True),
+    "checkpoint_every": ("count", True), "keep_checkpoints": ("count", False),
+    "eval_episodes": ("count0", False), "tensorboard": ("bool", False),
+    "wandb": ("bool", False), "wandb_project": ("name", True),
+    "watchdog_factor": ("factor", False), "watchdog_floor_s": ("seconds", False)}
+RUN_OPTIONS = tuple(_OPTION_KINDS)
 
 
 def check_run_options(options: Mapping[str, Any], where: str = "") -> None:
@@ -125,7 +123,7 @@ def check_run_options(options: Mapping[str, Any], where: str = "") -> None:
     The one schema of a run's options: `experiment.train`'s arguments and `config.json`'s
     `run` section. `where` prefixes the field names (e.g. `".../config.json: run."`).
     """
-    kinds = _option_kinds()
+    kinds = _OPTION_KINDS
     unknown = sorted(set(options) - set(kinds))
     if unknown:
         raise ConfigError(f"{where}{unknown[0]} is not a run option; allowed: "

@@ -27,7 +27,6 @@ from flax import struct
 
 from jaxrl import checkpoint, cli, experiment, guard, logger, runner
 from jaxrl.agents import REGISTRY, ppo
-from jaxrl.config import ConfigError
 
 TINY = ["--total-timesteps", "2048", "--num-envs", "4", "--rollout-len", "16",
         "--hidden-sizes", "16", "--num-epochs", "1", "--num-minibatches", "2",
