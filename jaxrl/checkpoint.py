@@ -42,14 +42,16 @@ _FAILURE_GRACE_S = 0.5  # how long a failed read waits for orbax's reads still i
 def _quiet_orbax(*, reading: bool = False):
     """Silence orbax's absl warnings (e.g. on a damaged folder): we raise our own errors.
 
-    With `reading`, also what a damaged checkpoint makes it print: orbax fails on its first
+    With `reading` (reads, and saves, which fail the same way on a full disk), also what a
+    damaged checkpoint makes it print: orbax fails on its first
     bad array and closes its event loop while the reads of the others are in flight; as
     they finish they print "Event loop is closed" tracebacks to `sys.stderr` from
     tensorstore's threads, and their tasks log "exception was never retrieved". So a failed
     read waits for them (a short grace period) with `sys.stderr` and the asyncio logger
     silenced, and collects the tasks before restoring both.
     """
-    logs = {"absl": logging.ERROR, **({"asyncio": logging.CRITICAL} if reading else {})}
+    logs = {"absl": logging.CRITICAL if reading else logging.ERROR,
+            **({"asyncio": logging.CRITICAL} if reading else {})}
     levels = {name: logging.getLogger(name).level for name in logs}
     for name, level in logs.items():
         logging.getLogger(name).setLevel(level)
@@ -150,7 +152,7 @@ class Checkpointer:
         path = os.path.join(self.directory, str(iteration))
         try:
             # Ctrl-C waits for the save: orbax's worker threads would print tracebacks.
-            with guard.defer_sigint(), _quiet_orbax():
+            with guard.defer_sigint(), _quiet_orbax(reading=True):
                 saved = self._manager.save(int(iteration), args=ocp.args.Composite(
                     state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)))
         except KeyboardInterrupt:

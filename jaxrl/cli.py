@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 from typing import Any, NoReturn
 
@@ -283,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `jaxrl` console script; returns the exit status."""
     real_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    if real_process:
+        signal.signal(signal.SIGINT, _interrupt)
     try:
         # Imported here, not at the top (it loads JAX, seconds): Ctrl-C meanwhile is one line.
         from jaxrl.config import ConfigError
@@ -296,6 +299,20 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(130)
         return 130
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Ctrl-C as `KeyboardInterrupt`, except inside a garbage-collector callback (JAX
+    installs one), where Python would print it as ignored and go on: there it is
+    delivered again a moment later."""
+    import gc
+    import threading
+
+    if frame is not None and frame.f_code in {getattr(cb, "__code__", None)
+                                              for cb in gc.callbacks}:
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return
+    raise KeyboardInterrupt
 
 
 def _dispatch(argv: list[str], config_error: type) -> int:
