@@ -596,10 +596,14 @@ def _start_cli(argv, cache, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-def _interrupt_trial(finished, out, cache, delay):
-    """`jaxrl train` SIGINTed after `delay` s, then resumed if it can be: the run must end
+def _interrupt_trial(finished, out, cache, delay, *, after_checkpoint=False):
+    """`jaxrl train` SIGINTed after `delay` s (with `after_checkpoint`, `delay` s after its
+    first checkpoint appeared: mid-training), then resumed if it can be: the run must end
     with the uninterrupted run's metrics, bit for bit. Returns what happened."""
     proc = _start_cli(["train", "ppo", *TINY, "--out", str(out)], cache)
+    while after_checkpoint and proc.poll() is None and not checkpoint.steps(
+            str(out / "checkpoints")):
+        time.sleep(0.01)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=300)
@@ -631,7 +635,7 @@ def test_ctrl_c_at_a_random_moment_is_one_line_and_resumes_exactly(finished, tmp
                                                                    compilation_cache):
     rng = np.random.default_rng(21)
     outcome = _interrupt_trial(finished, tmp_path / "run", compilation_cache,
-                               float(rng.uniform(4.0, 10.0)))
+                               float(rng.uniform(0.0, 0.2)), after_checkpoint=True)
     print(f"SIGINT trial: {outcome}")
 
 
@@ -643,6 +647,10 @@ def test_ctrl_c_at_many_random_moments(finished, tmp_path, compilation_cache):
         outcome = _interrupt_trial(finished, tmp_path / f"run-{i}", compilation_cache,
                                    float(delay))
         outcomes.setdefault(outcome, []).append(round(float(delay), 2))
+    for i, delay in enumerate(rng.uniform(0.0, 0.5, size=4)):  # mid-training
+        outcome = _interrupt_trial(finished, tmp_path / f"mid-{i}", compilation_cache,
+                                   float(delay), after_checkpoint=True)
+        outcomes.setdefault(outcome, []).append(f"checkpoint + {float(delay):.2f}")
     print(f"SIGINT trials: {outcomes}")
     assert len(outcomes) >= 2  # the delays reached more than one phase of a run
 
