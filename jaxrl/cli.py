@@ -289,7 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Imported here, not at the top (it loads JAX, seconds): Ctrl-C meanwhile is one line.
         from jaxrl.config import ConfigError
-        return _dispatch(argv, ConfigError)
+        status = _dispatch(argv, ConfigError)
+        if real_process:
+            # The work is done: a Ctrl-C while the interpreter exits (in an atexit hook)
+            # just ends the process, as SIGINT does, instead of a traceback there.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        return status
     except KeyboardInterrupt as e:
         print(f"jaxrl: {e}" if str(e) else "jaxrl: interrupted before anything was written",
               file=sys.stderr)
