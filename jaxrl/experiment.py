@@ -51,6 +51,9 @@ RUN_DIRS = ("tensorboard", checkpoint.CHECKPOINT_DIR)
 DEFAULT_KEEP_CHECKPOINTS = 3
 DEFAULT_WATCHDOG_FACTOR = 20.0
 DEFAULT_WATCHDOG_FLOOR_S = 60.0
+# Run options a config.json written before them lacks, with the value that means "as then".
+ADDED_OPTIONS = {"watchdog_factor": DEFAULT_WATCHDOG_FACTOR,
+                 "watchdog_floor_s": DEFAULT_WATCHDOG_FLOOR_S}
 
 
 def _is_run_file(name: str) -> bool:
@@ -614,6 +617,8 @@ def load_run(out: str, agents: Mapping[str, Agent]) -> Run:
     options = data["run"]
     if not isinstance(options, dict):
         raise ConfigError(f"{path}: run must be an object, got {options!r}")
+    # Options added after run folders existed: an older folder resumes with their defaults.
+    options = {**ADDED_OPTIONS, **options}
     guard.check_run_options(options, f"{path}: run.")
     guard.check_int32_fields(config)
     options = dict(options)
