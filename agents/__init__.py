@@ -27,8 +27,12 @@ ENTRIES = {
     "ddpg": ("ddpg", "AGENT"),
     "td3": ("ddpg", "TD3_AGENT"),
     "sac": ("ddpg", "SAC_AGENT"),
+    "bc": ("imitation", "BC_AGENT"),
+    "dagger": ("imitation", "DAGGER_AGENT"),
+    "gail": ("imitation", "GAIL_AGENT"),
+    "airl": ("imitation", "AIRL_AGENT"),
 }
-MODULES = ("a2c", "continuous_q", "ddpg", "dqn", "ppo", "reinforce", "trpo")
+MODULES = ("a2c", "continuous_q", "ddpg", "dqn", "ppo", "reinforce", "trpo", "imitation")
 
 
 def get(name: str) -> Any:

@@ -4,8 +4,8 @@ Arms: `ppo` (plain), `icm` (`jaxrl.sparse.icm`), `rnd` (`jaxrl.sparse.rnd`), `sh
 (`jaxrl.sparse.potential_shaping` with phi = -(shortest-path moves to the goal) / 10, an
 oracle potential read from the maze's distance table: an upper reference, not a method
 that needs no knowledge), `teacher` (`jaxrl.curriculum.teacher` over lessons whose episodes start
-anywhere within `d` moves of the goal, `d` growing by `--lesson`, then the target task;
-it advances when a moving average of success reaches 80%) and
+anywhere within `d` moves of the goal, `d` growing by `--lesson` up to the start's
+distance; it advances when a moving average of success reaches 80%) and
 `reverse` (`jaxrl.curriculum.reverse`, reverse curriculum generation from the goal). Each
 arm trains `--seeds` vmapped seeds for `--steps` env steps per seed and reports, per seed:
 the success rate on the target task (start to goal) of the final policy, sampled and
@@ -47,13 +47,14 @@ def distance_potential(env_id: str):
 
 def spread_levels(env_id: str, every: int) -> list:
     """Maze params whose episodes start anywhere within `d` moves of the goal, `d` growing
-    by `every`, ending with the target task itself (start to goal)."""
+    by `every` up to the start-goal distance (the last lesson holds every start, the
+    target's among them; evaluation is on the target alone)."""
     env, params = envs.make(env_id)
     start, goal = env._index(np.asarray(params.start)), env._index(np.asarray(params.goal))
     length = int(env.dist[start, goal])
     goal_cell = tuple(int(v) for v in params.goal)
     return [env.make_params(start=goal_cell, start_spread=d)
-            for d in range(every, length, every)] + [params]
+            for d in list(range(every, length, every)) + [length]]
 
 
 def arms(env_id: str, gamma: float, lesson: int) -> dict:
@@ -67,7 +68,7 @@ def arms(env_id: str, gamma: float, lesson: int) -> dict:
         "teacher": ppo.AGENT.extend("ppo-teacher", curriculum.teacher(
             spread_levels(env_id, lesson), 0.8, smoothing=0.5)),
         "reverse": ppo.AGENT.extend("ppo-reverse", curriculum.reverse(
-            curriculum.maze_starts(env, params, radius=lesson // 2))),
+            curriculum.maze_starts(env, params, radius=lesson // 2), period=10)),
     }
 
 

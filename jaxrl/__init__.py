@@ -18,7 +18,11 @@ __version__ = "0.1.0"
 _FLAG = "xla_cpu_enable_concurrency_optimized_scheduler"
 if _FLAG not in _os.environ.get("XLA_FLAGS", ""):
     _os.environ["XLA_FLAGS"] = f"{_os.environ.get('XLA_FLAGS', '')} --{_FLAG}=false".strip()
+    # Only if JAX is already imported (else its backends cannot have started): importing
+    # it here would make `import jaxrl` slow and the CLI's Ctrl-C window before `main` long.
     try:
+        if "jax" not in __import__("sys").modules:
+            raise ImportError
         from jax._src import xla_bridge as _xla_bridge
 
         if _xla_bridge.backends_are_initialized():

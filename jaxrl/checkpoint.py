@@ -29,6 +29,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxrl import guard
 from jaxrl.config import ConfigError, check_int
 
 CHECKPOINT_DIR = "checkpoints"  # inside a run folder
@@ -41,14 +42,16 @@ _FAILURE_GRACE_S = 0.5  # how long a failed read waits for orbax's reads still i
 def _quiet_orbax(*, reading: bool = False):
     """Silence orbax's absl warnings (e.g. on a damaged folder): we raise our own errors.
 
-    With `reading`, also what a damaged checkpoint makes it print: orbax fails on its first
+    With `reading` (reads, and saves, which fail the same way on a full disk), also what a
+    damaged checkpoint makes it print: orbax fails on its first
     bad array and closes its event loop while the reads of the others are in flight; as
     they finish they print "Event loop is closed" tracebacks to `sys.stderr` from
     tensorstore's threads, and their tasks log "exception was never retrieved". So a failed
     read waits for them (a short grace period) with `sys.stderr` and the asyncio logger
     silenced, and collects the tasks before restoring both.
     """
-    logs = {"absl": logging.ERROR, **({"asyncio": logging.CRITICAL} if reading else {})}
+    logs = {"absl": logging.CRITICAL if reading else logging.ERROR,
+            **({"asyncio": logging.CRITICAL} if reading else {})}
     levels = {name: logging.getLogger(name).level for name in logs}
     for name, level in logs.items():
         logging.getLogger(name).setLevel(level)
@@ -96,6 +99,17 @@ def steps(directory: str) -> list[int]:
                   if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
 
 
+def _cause(error: BaseException) -> str:
+    """One line for an exception, preferring the OSError it wraps (e.g. disk full)."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return f"{seen.strerror}" + (f": {seen.filename}" if seen.filename else "")
+        seen = seen.__cause__ or seen.__context__
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
+
+
 def _corrupted(path: str, error: BaseException) -> ConfigError:
     text = str(error).strip().splitlines()
     detail = f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
@@ -135,10 +149,20 @@ class Checkpointer:
                 self._manager = _manager(self.directory, keep=self.keep, write=True)
         meta = {"format": FORMAT, "iteration": int(iteration), **self.meta,
                 "tree": describe_tree(tree)}
-        with _quiet_orbax():
-            saved = self._manager.save(int(iteration), args=ocp.args.Composite(
-                state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)))
         path = os.path.join(self.directory, str(iteration))
+        try:
+            # Ctrl-C waits for the save: orbax's worker threads would print tracebacks.
+            with guard.defer_sigint(), _quiet_orbax(reading=True):
+                saved = self._manager.save(int(iteration), args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)))
+        except KeyboardInterrupt:
+            self.remove_partial_saves()
+            raise
+        except Exception as e:  # noqa: BLE001 - orbax wraps the OSError (disk full, ...)
+            self.remove_partial_saves()
+            raise guard.FaultError(f"checkpoint {path} could not be saved "
+                                   f"({_cause(e)}); the newest earlier checkpoint is "
+                                   "intact") from None
         if not saved:  # orbax skips a step at or below the newest one it finds
             raise ConfigError(f"checkpoint {path} was not written: {self.directory!r} already "
                               f"holds checkpoint {self._manager.latest_step()}")
@@ -157,14 +181,25 @@ class Checkpointer:
     def close(self) -> None:
         if self._manager is not None:
             with _quiet_orbax():
-                self._manager.close()
+                with contextlib.suppress(Exception):  # a failed save may leave it broken
+                    self._manager.close()
             self._manager = None
+
+    def remove_partial_saves(self) -> None:
+        """Delete the temporary folders of saves that did not finish (never links)."""
+        if not os.path.isdir(self.directory) or os.path.islink(self.directory):
+            return
+        for name in os.listdir(self.directory):
+            if ".orbax-checkpoint-tmp" in name:
+                with contextlib.suppress(OSError):
+                    guard.remove_tree(os.path.join(self.directory, name))
 
     def on_end(self, result) -> None:
         self.close()
 
     def on_abort(self) -> None:
         self.close()  # never saves: the chunk that failed is not one to continue from
+        self.remove_partial_saves()
 
 
 def read_meta(directory: str, step: int) -> dict:

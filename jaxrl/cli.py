@@ -11,16 +11,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 from typing import Any, NoReturn
 
-from jaxrl.config import ConfigError
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
+        from jaxrl.config import ConfigError
         raise ConfigError(message)
 
 
@@ -96,6 +97,7 @@ def _default_out(agent: str, env: str) -> str:
 # `--help` answer before JAX and the libraries load.
 def _train(argv: list[str]) -> int:
     from jaxrl import agents
+    from jaxrl.config import ConfigError
 
     if not argv or argv[0].startswith("-"):
         raise ConfigError(f"agent is required; allowed: {', '.join(agents.ENTRIES)}")
@@ -131,6 +133,14 @@ def _train(argv: list[str]) -> int:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--overwrite", action="store_true",
                      help="replace an earlier run in --out")
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate everything, print the memory estimate and exit 0 "
+                          "without touching disk")
+    run.add_argument("--watchdog-factor", type=float, default=None, metavar="FLOAT",
+                     help="stop a chunk taking FLOAT times the slowest earlier one, writing "
+                          "every thread's stack to OUT/hang-stacks.txt (0: off; default: 20)")
+    run.add_argument("--watchdog-floor-s", type=float, default=None, metavar="SECONDS",
+                     help="the watchdog never stops a chunk sooner than this (default: 60)")
     run.add_argument("--no-tuned", action="store_true",
                      help="start from the plain defaults, not the tuned settings for this env "
                           "(jaxrl/data/tuned)")
@@ -144,7 +154,9 @@ def _train(argv: list[str]) -> int:
     config, hparams, entry = tuned.settings(agent, flags.pop("env", None),
                                             tuned=not args.no_tuned, **flags)
 
-    out = args.out or _default_out(agent_name, config.env)
+    out = args.out if args.out is not None else _default_out(agent_name, config.env)
+    watchdog = {k: v for k, v in (("watchdog_factor", args.watchdog_factor),
+                                  ("watchdog_floor_s", args.watchdog_floor_s)) if v is not None}
     experiment.train(agent, config, hparams, out, seed=args.seed,
                      num_seeds=args.num_seeds, devices=args.devices,
                      seed_batch=args.seed_batch, chunk_iterations=args.chunk_iterations,
@@ -154,8 +166,10 @@ def _train(argv: list[str]) -> int:
                      wandb=args.wandb or args.wandb_project is not None,
                      wandb_project=args.wandb_project,
                      keep_checkpoints=args.keep_checkpoints,
-                     tuned=entry.where if entry else None)
-    print(f"run folder: {out}")
+                     tuned=entry.where if entry else None, dry_run=args.dry_run,
+                     **watchdog)
+    if not args.dry_run:
+        print(f"run folder: {out}")
     return 0
 
 
@@ -164,12 +178,19 @@ def _resume(argv: list[str]) -> int:
                      description="Continue a run from its newest checkpoint to its end.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--watchdog-factor", type=float, default=None, metavar="FLOAT",
+                        help="replace the run's watchdog factor (0: off)")
+    parser.add_argument("--watchdog-floor-s", type=float, default=None, metavar="SECONDS",
+                        help="replace the run's watchdog floor")
     args = parser.parse_args(argv)
 
     from jaxrl import experiment
     from jaxrl.agents import REGISTRY
 
-    experiment.resume(args.run_dir, REGISTRY, progress=not args.no_progress)
+    watchdog = {k: v for k, v in (("watchdog_factor", args.watchdog_factor),
+                                  ("watchdog_floor_s", args.watchdog_floor_s)) if v is not None}
+    experiment.resume(args.run_dir, REGISTRY, progress=not args.no_progress,
+                      watchdog=watchdog)
     print(f"run folder: {args.run_dir}")
     return 0
 
@@ -239,6 +260,7 @@ def _plot(argv: list[str]) -> int:
 
 
 def _list(argv: list[str]) -> int:
+    from jaxrl.config import ConfigError
     if argv:
         raise ConfigError(f"list takes no arguments, got {' '.join(argv)}")
     from jaxrl import envs
@@ -253,41 +275,108 @@ def _list(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "resume": _resume, "eval": _eval, "plot": _plot, "list": _list}
+def _lifelong(argv: list[str]) -> int:
+    from jaxrl import lifelong
+    return lifelong.main(argv)
+
+
+def _demos(argv: list[str]) -> int:
+    from jaxrl import demos
+    from jaxrl.agents import REGISTRY
+
+    return demos.command(argv, REGISTRY)
+
+
+COMMANDS = {"train": _train, "resume": _resume, "eval": _eval, "plot": _plot, "list": _list,
+            "lifelong": _lifelong, "demos": _demos}
 USAGE = ("usage: jaxrl {train AGENT [flags] | resume RUN_DIR | eval RUN_DIR [--episodes N] | "
          "plot RUN_DIR [RUN_DIR ...] --out FILE.png | list}   (jaxrl COMMAND --help for flags)")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `jaxrl` console script; returns the exit status."""
+    real_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    if real_process:
+        signal.signal(signal.SIGINT, _interrupt)
+    try:
+        # Imported here, not at the top (it loads JAX, seconds): Ctrl-C meanwhile is one line.
+        from jaxrl.config import ConfigError
+        status = _dispatch(argv, ConfigError)
+        if real_process:
+            # The work is done: a Ctrl-C while the interpreter exits (in an atexit hook)
+            # just ends the process, as SIGINT does, instead of a traceback there.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        return status
+    except KeyboardInterrupt as e:
+        print(f"jaxrl: {e}" if str(e) else "jaxrl: interrupted before anything was written",
+              file=sys.stderr)
+        if real_process:
+            # Interpreter teardown while XLA's threads still run can crash: end here.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        return 130
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Ctrl-C as `KeyboardInterrupt`, except inside a garbage-collector callback (JAX
+    installs one), where Python would print it as ignored and go on: there it is
+    delivered again a moment later."""
+    import gc
+    import threading
+
+    if frame is not None and frame.f_code in {getattr(cb, "__code__", None)
+                                              for cb in gc.callbacks}:
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return
+    raise KeyboardInterrupt
+
+
+def _dispatch(argv: list[str], config_error: type) -> int:
     try:
         if argv and argv[0] in ("-h", "--help"):
             print(USAGE)
             return 0
         if not argv:
-            raise ConfigError(f"command is required; allowed: {', '.join(COMMANDS)} ({USAGE})")
+            raise config_error(f"command is required; allowed: {', '.join(COMMANDS)} "
+                               f"({USAGE})")
         command = argv[0]
         if command not in COMMANDS:
-            raise ConfigError(f"command {command!r} is unknown; allowed: {', '.join(COMMANDS)}")
+            raise config_error(f"command {command!r} is unknown; allowed: "
+                               f"{', '.join(COMMANDS)}")
         return COMMANDS[command](argv[1:])
-    except ConfigError as e:
+    except config_error as e:
         print(f"jaxrl: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `jaxrl list | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as e:  # a diverged run: one line, no traceback, logs kept
-        from jaxrl.runner import NonFiniteError
-        if not isinstance(e, NonFiniteError):
+    except Exception as e:  # a fault of the run or the machine: one line, logs kept
+        line = _fault_line(e)
+        if line is None:
             raise
-        print(f"jaxrl: error: training stopped: {e} (metrics.jsonl and the checkpoints "
-              "hold the chunks before it)", file=sys.stderr)
+        print(f"jaxrl: error: {line}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("jaxrl: interrupted (`jaxrl resume RUN_DIR` continues a run from its newest "
-              "checkpoint)", file=sys.stderr)
-        return 130
+
+
+def _fault_line(e: Exception) -> str | None:
+    """The one line for a fault that is not a user error (None: a bug, let it raise)."""
+    from jaxrl.guard import FaultError, HangError
+    from jaxrl.runner import NonFiniteError
+
+    if isinstance(e, NonFiniteError):
+        return (f"training stopped: {e} (metrics.jsonl and the checkpoints hold the chunks "
+                "before it)")
+    if isinstance(e, (FaultError, HangError)):
+        return str(e)
+    if isinstance(e, OSError):
+        where = f": {e.filename}" if e.filename else ""
+        return (f"{e.strerror or type(e).__name__}{where} (metrics.jsonl and the checkpoints "
+                "hold what was saved before it)")
+    if isinstance(e, MemoryError):
+        return "out of memory (lower num_seeds, num_envs, buffer_size or hidden_sizes)"
+    return None
 
 
 if __name__ == "__main__":

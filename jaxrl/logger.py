@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxrl import guard
 from jaxrl.config import ConfigError
 
 
@@ -60,7 +61,8 @@ class _JsonlFile(_Sink):
         if self._file is None:
             # "x": never append to (or clobber) a file that another run wrote; a resumed
             # run appends to its own, cut back to its checkpoint.
-            self._file = open(self.path, "a" if self.append else "x", encoding="utf-8")
+            # Never through a symbolic link (O_NOFOLLOW): see `jaxrl.guard`.
+            self._file = guard.open_append(self.path, create_new=not self.append)
         _write_durably(self._file, text)
 
     def on_end(self, result) -> None:
@@ -93,15 +95,23 @@ class TimingLogger(_JsonlFile):
 
     `wall_time_s` counts from the start of the run (compilation included) plus `offset_s`,
     the wall time a resumed run had already spent; `jaxrl plot --x wall_time` reads it.
+    Each row also names its segment (`segment_start`: the iteration this process started
+    from) with the segment's `compile_time_s` and `train_time_s` so far, so that the
+    summary of a resumed run reports every segment's own speed.
     """
 
-    def __init__(self, path: str, *, offset_s: float = 0.0, append: bool = False):
+    def __init__(self, path: str, *, offset_s: float = 0.0, append: bool = False,
+                 start_iteration: int = 0):
         super().__init__(path, append)
         self.offset_s = offset_s
+        self.start_iteration = start_iteration
 
     def on_chunk(self, first_iteration: int, metrics: dict[str, np.ndarray], info: dict) -> None:
         row = {"iteration": info["iteration"],
-               "wall_time_s": round(self.offset_s + info["wall_time_s"], 3)}
+               "wall_time_s": round(self.offset_s + info["wall_time_s"], 3),
+               "segment_start": self.start_iteration,
+               "compile_time_s": round(info.get("compile_time_s", 0.0), 4),
+               "train_time_s": round(info.get("elapsed_s", 0.0), 4)}
         self.write(json.dumps(row, separators=(",", ":")) + "\n")
 
 
@@ -155,10 +165,7 @@ def truncate_jsonl(path: str, iteration: int, *, every_iteration: bool = True) -
     if every_iteration and [r["iteration"] for r in rows] != list(range(1, iteration + 1)):
         raise ConfigError(f"{path} does not hold one row for each of iterations 1..{iteration} "
                           f"(it holds {len(rows)} rows up to there); cannot resume")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        _write_durably(f, "".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    guard.write_atomic(path, "".join(line + "\n" for line in kept))
     return rows
 
 

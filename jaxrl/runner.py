@@ -30,6 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxrl.agent import Agent, Setup
 from jaxrl.config import ConfigError, check_int
 from jaxrl.envs.wrappers import find_guard_state
+from jaxrl.guard import Watchdog
 from jaxrl.types import Metrics, PRNGKey
 
 InitFn = Callable[[PRNGKey, Any], Any]
@@ -225,7 +226,8 @@ class Callback(Protocol):
 
         `info` holds `iteration` (iterations done), `num_iterations`, `env_steps` (per
         seed), `elapsed_s` (training time of this call of `run`), `wall_time_s` (since
-        `run` started, compilation included), `num_seeds`, and `state` and `run_keys`: what
+        `run` started, compilation included), `compile_time_s` (this call's), `num_seeds`,
+        and `state` and `run_keys`: what
         a checkpoint must save to continue from here. The state is donated to the next
         chunk, so a callback must finish with it (or copy it) before returning.
         """
@@ -235,6 +237,9 @@ class Callback(Protocol):
 
     def on_abort(self) -> None:
         """Optional: called instead of `on_end` when the run stops with an error."""
+
+    def on_compiled(self, compile_time_s: float) -> None:
+        """Optional: called once the programs are compiled, before the first chunk."""
 
 
 @dataclasses.dataclass
@@ -363,7 +368,8 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
         chunk_iterations: int | None = None, devices: int | None = None,
         num_envs: int | None = None, callbacks: Sequence[Callback] = (),
         env_fields: Sequence[str] = ("env_state", "obs"), check_finite_values: bool = True,
-        start: Start | None = None, seed_batch: int | None = None) -> RunResult:
+        start: Start | None = None, seed_batch: int | None = None,
+        watchdog: Watchdog | None = None) -> RunResult:
     """Train `num_seeds` seeds in chunks, calling `callbacks` on the host between chunks.
 
     Args:
@@ -383,6 +389,8 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
         of the original run (a multiple of `chunk_iterations`, where checkpoints are saved)
         and `chunk_iterations` is the same, the resumed run compiles the same programs and
         computes exactly what the uninterrupted run computes.
+      watchdog: a `jaxrl.guard.Watchdog` timing every chunk with its callbacks (the
+        first against the compile time); it stops a run whose chunk hangs.
 
     Returns:
       `RunResult` with metrics `[S, num_iterations - first_iteration]` as NumPy arrays.
@@ -442,8 +450,15 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
             chunk_compiled = chunk_fn.lower(state, run_keys, jnp.int32(first_iteration),
                                             hparams).compile()
         compile_time = time.perf_counter() - t0
+        for cb in callbacks:
+            if hasattr(cb, "on_compiled"):
+                cb.on_compiled(compile_time)
+        if watchdog is not None:
+            watchdog.start(compile_time)
         t_train = time.perf_counter()
         for first in range(first_iteration, num_iterations, chunk_iterations):
+            if watchdog is not None:
+                watchdog.begin(first)
             state, metrics = chunk_compiled(state, run_keys, jnp.int32(first), hparams)
             metrics = jax.device_get(metrics)
             count = min(chunk_iterations, num_iterations - first)
@@ -456,14 +471,21 @@ def run(init: InitFn, iteration: IterationFn, *, num_iterations: int, steps_per_
             info = {"iteration": first + count, "num_iterations": num_iterations,
                     "env_steps": (first + count) * steps_per_iteration,
                     "elapsed_s": now - t_train, "wall_time_s": now - t_start,
+                    "compile_time_s": compile_time,
                     "num_seeds": num_seeds, "state": state, "run_keys": run_keys}
             for cb in callbacks:
                 cb.on_chunk(first, metrics, info)
+            if watchdog is not None:
+                watchdog.end()
     except BaseException:
+        if watchdog is not None:
+            watchdog.stop()
         for cb in callbacks:  # close files and progress bars; the error goes on up
             if hasattr(cb, "on_abort"):
                 cb.on_abort()
         raise
+    if watchdog is not None:
+        watchdog.stop()
     jax.block_until_ready(state)
     train_time = time.perf_counter() - t_train
     result = RunResult(

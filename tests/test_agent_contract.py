@@ -96,6 +96,12 @@ def _tiny_kwargs(agent):
             kwargs[name] = 2
     if "num_samples" in fields:
         kwargs.update(num_samples=4, cem_elites=2)
+    if "demos" in fields:  # imitation agents: a demos file and an expert run folder
+        sys.path.insert(0, os.path.dirname(__file__))
+        import imitation_data
+        kwargs.update({k: v for k, v in imitation_data.files().items() if k in fields})
+        if "capacity" in fields:
+            kwargs["capacity"] = 2000
     return kwargs
 
 

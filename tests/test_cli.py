@@ -281,9 +281,8 @@ def _fake_run(path, *, metrics=False, checkpoint_junk=False, checkpoint_damaged=
     path.mkdir()
     config = ppo.Config(num_envs=4, rollout_len=16, total_timesteps=2048)
     (path / "config.json").write_text(config_text if config_text is not None else json.dumps(
-        {"agent": "ppo", "env": config.env, "config": to_dict(config),
-         "hparams": to_dict(ppo.HParams.create()),
-         "run": {"seed": 0, "num_seeds": 1, "chunk_iterations": 2}}))
+        experiment.config_document(ppo.AGENT, config, ppo.HParams.create(),
+                                   experiment.run_options(chunk_iterations=2))))
     if metrics:
         (path / "metrics.jsonl").write_text(
             '{"iteration":1,"env_steps":64,"episode/return":[20.0]}\n')

@@ -38,16 +38,26 @@ def _has_image(cell) -> bool:
     return any("image/png" in out.get("data", {}) for out in cell.get("outputs", []))
 
 
-def test_ppo_cartpole_notebook_runs(tmp_path, monkeypatch):
+def _run_small(name: str, tmp_path, monkeypatch) -> tuple["nbformat.NotebookNode", str]:
+    """Execute `notebooks/name` with the small budget; fail on any error output.
+
+    Returns:
+      `(notebook, all its text outputs joined)`.
+    """
     # The kernel subprocess inherits this environment.
     monkeypatch.setenv("JAXRL_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("JAX_NUMPY_RANK_PROMOTION", "raise")  # as conftest.py sets for the suite
     monkeypatch.delenv("MPLBACKEND", raising=False)  # a non-inline backend would draw nothing
-    nb = _execute(os.path.join(NOTEBOOKS, "ppo_cartpole.ipynb"), tmp_path)
-
+    nb = _execute(os.path.join(NOTEBOOKS, name), tmp_path)
     errors = [out for cell in nb.cells for out in cell.get("outputs", [])
               if out.get("output_type") == "error"]
     assert not errors, errors
+    text = "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", []))
+    return nb, text
+
+
+def test_ppo_cartpole_notebook_runs(tmp_path, monkeypatch):
+    nb, text = _run_small("ppo_cartpole.ipynb", tmp_path, monkeypatch)
     setup_text = "".join(out.get("text", "") for out in nb.cells[1].get("outputs", []))
     assert "SMALL=True" in setup_text, setup_text
     assert _has_image(_tagged(nb, "plot-seeds")), "the seed learning-curve cell drew nothing"
@@ -67,14 +77,19 @@ def test_notebook_kernel_is_this_interpreter():
 
 
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):
-    monkeypatch.setenv("JAXRL_NOTEBOOK_SMALL", "1")
-    monkeypatch.setenv("JAX_NUMPY_RANK_PROMOTION", "raise")
-    monkeypatch.delenv("MPLBACKEND", raising=False)
-    nb = _execute(os.path.join(NOTEBOOKS, "quickstart.ipynb"), tmp_path)
-
-    errors = [out for cell in nb.cells for out in cell.get("outputs", [])
-              if out.get("output_type") == "error"]
-    assert not errors, errors
-    text = "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", []))
+    nb, text = _run_small("quickstart.ipynb", tmp_path, monkeypatch)
     assert "SMALL=True" in text and "restored checkpoint of iteration" in text, text
     assert _has_image(_tagged(nb, "plot-curves")), "the learning-curve cell drew nothing"
+
+
+def test_lifelong_notebook_runs(tmp_path, monkeypatch):
+    nb, text = _run_small("lifelong.ipynb", tmp_path, monkeypatch)
+    assert "SMALL=True" in text and "greedy actions unchanged: True" in text, text
+    assert "order search:" in text, text
+    assert _has_image(_tagged(nb, "plot-matrix")), "the transfer-matrix cell drew nothing"
+
+
+def test_imitation_notebook_runs(tmp_path, monkeypatch):
+    nb, text = _run_small("imitation.ipynb", tmp_path, monkeypatch)
+    assert "SMALL=True" in text and "DAgger greedy return" in text, text
+    assert _has_image(_tagged(nb, "plot-imitation")), "the comparison plot drew nothing"
