@@ -277,7 +277,9 @@ def _list(argv: list[str]) -> int:
 
 def _lifelong(argv: list[str]) -> int:
     from jaxrl import lifelong
-    return lifelong.main(argv)
+    from jaxrl.agents import REGISTRY
+
+    return lifelong.main(argv, REGISTRY)
 
 
 def _demos(argv: list[str]) -> int:
@@ -290,7 +292,8 @@ def _demos(argv: list[str]) -> int:
 COMMANDS = {"train": _train, "resume": _resume, "eval": _eval, "plot": _plot, "list": _list,
             "lifelong": _lifelong, "demos": _demos}
 USAGE = ("usage: jaxrl {train AGENT [flags] | resume RUN_DIR | eval RUN_DIR [--episodes N] | "
-         "plot RUN_DIR [RUN_DIR ...] --out FILE.png | list}   (jaxrl COMMAND --help for flags)")
+         "plot RUN_DIR [RUN_DIR ...] --out FILE.png | list | demos RUN_DIR --episodes N --out "
+         "FILE.npz | lifelong AGENT --tasks A,B,C --out DIR}   (jaxrl COMMAND --help for flags)")
 
 
 def main(argv: list[str] | None = None) -> int:

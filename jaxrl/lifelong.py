@@ -33,7 +33,7 @@ import os
 import time
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -635,8 +635,9 @@ def plot_matrices(summary: dict, path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main(argv: list[str]) -> int:
-    """`jaxrl lifelong AGENT --tasks A,B,C [--orders all|N] [--grow] --out DIR`."""
+def main(argv: list[str], agents: Mapping[str, Any]) -> int:
+    """`jaxrl lifelong AGENT --tasks A,B,C [--orders all|N] [--grow] --out DIR`; `agents`
+    maps names to records (the CLI passes `jaxrl.agents.REGISTRY`)."""
     parser = argparse.ArgumentParser(
         prog="jaxrl lifelong", description="Train an agent on a task sequence in one or "
         "more orders; write the transfer/forgetting matrices (JSON) and heatmaps (PNG).")
@@ -660,10 +661,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--grow-factor", type=float, default=2.0)
     args = parser.parse_args(argv)
 
-    from jaxrl.agents import REGISTRY
-
-    cfg.check_choice("agent", args.agent, REGISTRY)
-    agent = REGISTRY[args.agent]
+    cfg.check_choice("agent", args.agent, agents)
+    agent = agents[args.agent]
     tasks = [parse_task(t) for t in args.tasks.split(",") if t.strip()]
     overrides: dict[str, Any] = {"total_timesteps": args.steps}
     if "anneal_lr" in {f.name for f in dataclasses.fields(agent.Config)}:

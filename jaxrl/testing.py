@@ -82,12 +82,15 @@ def _is_key(x: Any) -> bool:
 
 def assert_vmap_matches_separate(train: Callable, keys: jax.Array, hparams: Any, *,
                                  rtol: float = 1e-6, atol: float = 1e-6,
-                                 exact: Callable[[Any], bool] | None = None) -> None:
+                                 exact: Callable[[Any], bool] | None = None) -> Any:
     """`jit(vmap(train))(keys)` equals `jit(train)(keys[s])` for every seed `s`.
 
     Integer, boolean and key leaves (actions, counters, PRNG keys) must match exactly;
     floating leaves to `rtol`/`atol` (JAX does not promise bitwise equality of batched
     reductions). `exact(leaf)` can mark more leaves for exact comparison.
+
+    Returns:
+      The batched output, for further checks without compiling it again.
     """
     batched = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, hparams)
     single = jax.jit(train)
@@ -104,6 +107,7 @@ def assert_vmap_matches_separate(train: Callable, keys: jax.Array, hparams: Any,
                 np.testing.assert_array_equal(a, b, err_msg=where)
             else:
                 np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=where)
+    return batched
 
 
 def assert_seeds_differ(values: np.ndarray, name: str = "values") -> None:

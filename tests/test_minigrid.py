@@ -111,9 +111,11 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch):
 @pytest.mark.parametrize("agent,config", [
     (ppo.AGENT, ppo.Config(env=ENV_ID, num_envs=4, rollout_len=8, total_timesteps=4 * 8 * 2,
                            num_minibatches=1, num_epochs=1, hidden_sizes=(16,), torso="cnn")),
-    (dqn.AGENT, dqn.Config(env=ENV_ID, num_envs=2, rollout_len=8, total_timesteps=2 * 8 * 2,
-                           buffer_size=64, minibatch_size=8, learning_starts=8,
-                           train_frequency=4, hidden_sizes=(16,), torso="cnn")),
+    pytest.param(dqn.AGENT, dqn.Config(env=ENV_ID, num_envs=2, rollout_len=8,
+                                       total_timesteps=2 * 8 * 2, buffer_size=64,
+                                       minibatch_size=8, learning_starts=8, train_frequency=4,
+                                       hidden_sizes=(16,), torso="cnn"),
+                 marks=pytest.mark.slow),  # every discrete agent: the slow test below
 ], ids=["ppo", "dqn"])
 def test_agents_train_on_a_minigrid_task(agent, config):
     state, metrics = jax.jit(runner.make_train(agent, config))(KEY, agent.HParams.create())

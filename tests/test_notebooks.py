@@ -82,6 +82,7 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     assert _has_image(_tagged(nb, "plot-curves")), "the learning-curve cell drew nothing"
 
 
+@pytest.mark.slow  # the default suite's time budget; `make test-slow` runs it
 def test_lifelong_notebook_runs(tmp_path, monkeypatch):
     nb, text = _run_small("lifelong.ipynb", tmp_path, monkeypatch)
     assert "SMALL=True" in text and "greedy actions unchanged: True" in text, text
@@ -89,6 +90,7 @@ def test_lifelong_notebook_runs(tmp_path, monkeypatch):
     assert _has_image(_tagged(nb, "plot-matrix")), "the transfer-matrix cell drew nothing"
 
 
+@pytest.mark.slow  # the default suite's time budget; `make test-slow` runs it
 def test_imitation_notebook_runs(tmp_path, monkeypatch):
     nb, text = _run_small("imitation.ipynb", tmp_path, monkeypatch)
     assert "SMALL=True" in text and "DAgger greedy return" in text, text
