@@ -267,7 +267,9 @@ ADDONS = {
 }
 
 
-@pytest.mark.parametrize("name", list(ADDONS))
+# `bonus` rewrites rewards through the same `_reward_addon` as `shaping`: left out for the
+# default suite's time budget.
+@pytest.mark.parametrize("name", ["shaping", "icm", "rnd"])
 def test_ppo_with_each_addon_compiles_once_vmaps_like_separate_seeds_and_logs_the_true_return(
         name):
     agent = ppo.AGENT.extend(f"ppo-{name}", ADDONS[name]())
