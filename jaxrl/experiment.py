@@ -506,13 +506,8 @@ def _from_dict(cls: Any, values: Any, where: str) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"{where} must be an object, got {values!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]} is unknown to this version of the agent; "
-                          f"allowed: {', '.join(fields)}")
-    missing = [name for name in fields if name not in values]
-    if missing:
-        raise ConfigError(f"{where}.{missing[0]} is missing")
+    guard.check_exact_keys(values, tuple(fields), where, ".{key} is unknown to this version "
+                           "of the agent; allowed: {allowed}", ".{key} is missing")
     kwargs = {}
     for name, field in fields.items():
         value, default = values[name], field.default
@@ -597,13 +592,8 @@ def load_run(out: str, agents: Mapping[str, Agent]) -> Run:
     if not isinstance(agent_name, str) or agent_name not in agents:
         raise ConfigError(f"{path}: agent {agent_name!r} is unknown; allowed: "
                           f"{', '.join(agents)}")
-    unknown = sorted(set(data) - set(CONFIG_KEYS))
-    if unknown:
-        raise ConfigError(f"{path}: key {unknown[0]!r} is unknown; allowed: "
-                          f"{', '.join(CONFIG_KEYS)}")
-    missing = [k for k in CONFIG_KEYS if k not in data]
-    if missing:
-        raise ConfigError(f"{path}: key {missing[0]!r} is missing")
+    guard.check_exact_keys(data, CONFIG_KEYS, path, ": key {key!r} is unknown; allowed: "
+                           "{allowed}", ": key {key!r} is missing")
     if data["tuned"] is not None and not isinstance(data["tuned"], str):
         raise ConfigError(f"{path}: tuned must be a string or null, got {data['tuned']!r}")
     if not isinstance(data["versions"], dict):

@@ -38,7 +38,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -117,6 +117,22 @@ _OPTION_KINDS = {
 RUN_OPTIONS = tuple(_OPTION_KINDS)
 
 
+def check_exact_keys(values: Mapping[str, Any], allowed: Sequence[str], where: str,
+                     unknown: str, missing: str) -> None:
+    """Raise `ConfigError` unless `values` holds exactly the keys `allowed`.
+
+    The message is `where` followed by `unknown` or `missing` formatted with `key` (the
+    first offending key: sorted for unknown ones, in `allowed`'s order for missing ones)
+    and `allowed` (the keys, comma-separated). The one check behind every schema here.
+    """
+    extra = sorted(set(values) - set(allowed))
+    if extra:
+        raise ConfigError(where + unknown.format(key=extra[0], allowed=", ".join(allowed)))
+    absent = [k for k in allowed if k not in values]
+    if absent:
+        raise ConfigError(where + missing.format(key=absent[0], allowed=", ".join(allowed)))
+
+
 def check_run_options(options: Mapping[str, Any], where: str = "") -> None:
     """Raise `ConfigError` unless `options` holds exactly `RUN_OPTIONS`, each valid.
 
@@ -124,13 +140,8 @@ def check_run_options(options: Mapping[str, Any], where: str = "") -> None:
     `run` section. `where` prefixes the field names (e.g. `".../config.json: run."`).
     """
     kinds = _OPTION_KINDS
-    unknown = sorted(set(options) - set(kinds))
-    if unknown:
-        raise ConfigError(f"{where}{unknown[0]} is not a run option; allowed: "
-                          f"{', '.join(kinds)}")
-    missing = [k for k in kinds if k not in options]
-    if missing:
-        raise ConfigError(f"{where}{missing[0]} is missing (a run option)")
+    check_exact_keys(options, tuple(kinds), where, "{key} is not a run option; allowed: "
+                     "{allowed}", "{key} is missing (a run option)")
     for name, (kind, nullable) in kinds.items():
         value, label = options[name], where + name
         if nullable and value is None:
